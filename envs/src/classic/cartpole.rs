@@ -1,0 +1,172 @@
+//! CartPole-v1 (gymnasium/envs/classic_control/cartpole.py).
+//!
+//! Precision: the state is float64 throughout and termination is tested on
+//! it; the observation is its float32 cast.
+
+use crate::classic::reset_rng;
+use crate::env::{check_observation_buffer, discrete_action, Action, Env, EnvError, Step};
+use crate::params::{ParamReader, Params};
+use crate::rng::NumpyRng;
+use crate::space::Space;
+
+const ID: &str = "CartPole-v1";
+const GRAVITY: f64 = 9.8;
+const MASSCART: f64 = 1.0;
+const MASSPOLE: f64 = 0.1;
+const TOTAL_MASS: f64 = MASSPOLE + MASSCART;
+/// Half the pole's length.
+const LENGTH: f64 = 0.5;
+const POLEMASS_LENGTH: f64 = MASSPOLE * LENGTH;
+const FORCE_MAG: f64 = 10.0;
+/// Seconds between state updates.
+const TAU: f64 = 0.02;
+const THETA_THRESHOLD_RADIANS: f64 = 12.0 * 2.0 * std::f64::consts::PI / 360.0;
+const X_THRESHOLD: f64 = 2.4;
+
+/// Balance a pole on a cart by pushing it left (0) or right (1); +1 per step
+/// until the pole falls past 12° or the cart leaves ±2.4.
+#[derive(Clone, Debug)]
+pub struct CartPole {
+    state: Option<[f64; 4]>,
+    rng: Option<NumpyRng>,
+    steps_beyond_terminated: Option<u64>,
+    sutton_barto_reward: bool,
+    observation_space: Space,
+    action_space: Space,
+}
+
+impl Default for CartPole {
+    fn default() -> Self {
+        Self::new(false)
+    }
+}
+
+impl CartPole {
+    /// Registry id.
+    pub const ID: &'static str = ID;
+    /// Gymnasium's registered time limit.
+    pub const MAX_EPISODE_STEPS: u64 = 500;
+
+    /// `sutton_barto_reward`: 0 per step and −1 on failure instead of +1 per
+    /// step (Gymnasium's `sutton_barto_reward` option).
+    pub fn new(sutton_barto_reward: bool) -> Self {
+        let high = [
+            (X_THRESHOLD * 2.0) as f32,
+            f32::INFINITY,
+            (THETA_THRESHOLD_RADIANS * 2.0) as f32,
+            f32::INFINITY,
+        ];
+        CartPole {
+            state: None,
+            rng: None,
+            steps_beyond_terminated: None,
+            sutton_barto_reward,
+            observation_space: Space::bounded(high.iter().map(|h| -h).collect(), high.to_vec(), vec![4]),
+            action_space: Space::Discrete(2),
+        }
+    }
+
+    /// From the config's `[env.params]`: `sutton_barto_reward` (bool).
+    pub fn from_params(params: &Params) -> Result<Self, EnvError> {
+        let p = ParamReader::new(ID, params, &["sutton_barto_reward"])?;
+        Ok(Self::new(p.bool_or("sutton_barto_reward", false)?))
+    }
+
+    /// The internal state `[x, x_dot, theta, theta_dot]` (Gymnasium's
+    /// `env.unwrapped.state`), if the env has been reset.
+    pub fn state(&self) -> Option<[f64; 4]> {
+        self.state
+    }
+
+    /// Sets the internal state, as assigning `env.unwrapped.state`.
+    pub fn set_state(&mut self, state: [f64; 4]) {
+        self.state = Some(state);
+        self.steps_beyond_terminated = None;
+    }
+
+    fn write_obs(state: &[f64; 4], obs: &mut [f32]) {
+        for (o, s) in obs.iter_mut().zip(state) {
+            *o = *s as f32;
+        }
+    }
+}
+
+impl Env for CartPole {
+    fn observation_space(&self) -> &Space {
+        &self.observation_space
+    }
+
+    fn action_space(&self) -> &Space {
+        &self.action_space
+    }
+
+    fn reset(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Result<(), EnvError> {
+        check_observation_buffer(ID, &self.observation_space, obs)?;
+        let rng = reset_rng(&mut self.rng, seed);
+        // np_random.uniform(low=-0.05, high=0.05, size=(4,))
+        let mut state = [0.0; 4];
+        for s in &mut state {
+            *s = rng.uniform(-0.05, 0.05);
+        }
+        self.set_state(state);
+        Self::write_obs(&state, obs);
+        Ok(())
+    }
+
+    fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
+        let action = discrete_action(ID, &self.action_space, action)?;
+        check_observation_buffer(ID, &self.observation_space, obs)?;
+        let [mut x, mut x_dot, mut theta, mut theta_dot] =
+            self.state.ok_or_else(|| EnvError::ResetNeeded { env: ID.to_string() })?;
+
+        let force = if action == 1 { FORCE_MAG } else { -FORCE_MAG };
+        let costheta = theta.cos();
+        let sintheta = theta.sin();
+        // Gymnasium's order of operations, term by term (np.square is x*x).
+        let temp = (force + POLEMASS_LENGTH * (theta_dot * theta_dot) * sintheta) / TOTAL_MASS;
+        let thetaacc = (GRAVITY * sintheta - costheta * temp)
+            / (LENGTH * (4.0 / 3.0 - MASSPOLE * (costheta * costheta) / TOTAL_MASS));
+        let xacc = temp - POLEMASS_LENGTH * thetaacc * costheta / TOTAL_MASS;
+        // Explicit Euler (kinematics_integrator == "euler").
+        x += TAU * x_dot;
+        x_dot += TAU * xacc;
+        theta += TAU * theta_dot;
+        theta_dot += TAU * thetaacc;
+        let state = [x, x_dot, theta, theta_dot];
+        self.state = Some(state);
+
+        let terminated = x < -X_THRESHOLD
+            || x > X_THRESHOLD
+            || theta < -THETA_THRESHOLD_RADIANS
+            || theta > THETA_THRESHOLD_RADIANS;
+        let reward = if !terminated {
+            if self.sutton_barto_reward {
+                0.0
+            } else {
+                1.0
+            }
+        } else if let Some(beyond) = self.steps_beyond_terminated.as_mut() {
+            // Stepping past termination is undefined in Gymnasium; it pays 0
+            // (or −1 with the Sutton-Barto reward) and we do the same.
+            *beyond += 1;
+            if self.sutton_barto_reward {
+                -1.0
+            } else {
+                0.0
+            }
+        } else {
+            self.steps_beyond_terminated = Some(0);
+            if self.sutton_barto_reward {
+                -1.0
+            } else {
+                1.0
+            }
+        };
+        Self::write_obs(&state, obs);
+        Ok(Step {
+            reward,
+            terminated,
+            truncated: false,
+        })
+    }
+}

@@ -1,0 +1,85 @@
+//! Observation and action spaces, as in Gymnasium: `Discrete(n)` and `Box`.
+
+use std::fmt;
+
+/// A space of observations or actions.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Space {
+    /// The integers `0..n` (Gymnasium's `Discrete(n)` with `start = 0`).
+    Discrete(usize),
+    /// Real vectors between `low` and `high` (element-wise, flattened in
+    /// row-major order), of the given `shape`.
+    Box {
+        low: Vec<f32>,
+        high: Vec<f32>,
+        shape: Vec<usize>,
+    },
+}
+
+impl Space {
+    /// A `Box` of the given shape from flat `low` / `high` bounds.
+    ///
+    /// Panics if the bounds do not hold one value per element of `shape`:
+    /// spaces are built by env code, never from user input.
+    pub fn bounded(low: Vec<f32>, high: Vec<f32>, shape: Vec<usize>) -> Space {
+        let n: usize = shape.iter().product();
+        assert!(
+            low.len() == n && high.len() == n,
+            "Box bounds must have one value per element of the shape"
+        );
+        Space::Box { low, high, shape }
+    }
+
+    /// A `Box` of shape `[n]` with the same bounds for every element.
+    pub fn uniform_box(low: f32, high: f32, n: usize) -> Space {
+        Space::bounded(vec![low; n], vec![high; n], vec![n])
+    }
+
+    /// How many f32 values one element of this space takes in a flat buffer:
+    /// 1 for `Discrete`, the product of the shape for `Box`.
+    pub fn flat_dim(&self) -> usize {
+        match self {
+            Space::Discrete(_) => 1,
+            Space::Box { shape, .. } => shape.iter().product(),
+        }
+    }
+
+    /// True for `Discrete` spaces.
+    pub fn is_discrete(&self) -> bool {
+        matches!(self, Space::Discrete(_))
+    }
+}
+
+impl fmt::Display for Space {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Space::Discrete(n) => write!(f, "Discrete({n})"),
+            Space::Box { low, high, shape } => {
+                let same = |v: &[f32]| v.windows(2).all(|w| w[0] == w[1] || (w[0].is_nan() && w[1].is_nan()));
+                if !low.is_empty() && same(low) && same(high) {
+                    write!(f, "Box({}, {}, {:?})", low[0], high[0], shape)
+                } else {
+                    write!(f, "Box({low:?}, {high:?}, {shape:?})")
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_dims_and_display() {
+        assert_eq!(Space::Discrete(3).flat_dim(), 1);
+        let b = Space::uniform_box(-2.0, 2.0, 1);
+        assert_eq!(b.flat_dim(), 1);
+        assert_eq!(b.to_string(), "Box(-2, 2, [1])");
+        let m = Space::bounded(vec![0.0; 6], vec![1.0; 6], vec![2, 3]);
+        assert_eq!(m.flat_dim(), 6);
+        assert_eq!(Space::Discrete(2).to_string(), "Discrete(2)");
+        let mixed = Space::bounded(vec![-1.0, -2.0], vec![1.0, 2.0], vec![2]);
+        assert_eq!(mixed.to_string(), "Box([-1.0, -2.0], [1.0, 2.0], [2])");
+    }
+}
