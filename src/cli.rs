@@ -1,0 +1,121 @@
+//! The `cml-rl` command line. A program that registers its own envs calls
+//! [`main`] afterwards, so its envs are available by id from config files
+//! (see `examples/custom_env.rs`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::rollout::{self, RolloutOptions};
+
+#[derive(Debug, Parser)]
+#[command(name = "cml-rl", version, about = "Distributed reinforcement learning (IMPALA / Ape-X style)")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train on one machine: learner, replay shards and actor hosts over
+    /// loopback ZeroMQ. Not available yet (see ARCHITECTURE.md, Status).
+    Train {
+        /// The run configuration (TOML).
+        config: PathBuf,
+    },
+    /// Run the configured env under a random policy and print episode
+    /// statistics (a smoke test of an env and its config).
+    Rollout {
+        /// The run configuration (TOML).
+        config: PathBuf,
+        /// Stop after this many finished episodes.
+        #[arg(long, default_value_t = 100)]
+        episodes: usize,
+        /// Envs stepped together.
+        #[arg(long, default_value_t = 16)]
+        envs: usize,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60.0)]
+        time_limit: f64,
+    },
+    /// List the registered env ids with their spaces and time limits.
+    Envs,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A second init (e.g. from a user's program) is harmless.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Runs one parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Train { config } => {
+            // Read the config anyway, so its errors are reported today.
+            Config::load(&config)?;
+            anyhow::bail!(
+                "`cml-rl train` is not available yet: the learner, replay shards and actor hosts it \
+                 starts are still being built (ARCHITECTURE.md, Status). `cml-rl rollout {}` runs the \
+                 configured env under a random policy today.",
+                config.display()
+            )
+        }
+        Command::Rollout {
+            config,
+            episodes,
+            envs,
+            time_limit,
+        } => {
+            let cfg = Config::load(&config)?;
+            if !(time_limit.is_finite() && time_limit > 0.0) {
+                anyhow::bail!("--time-limit must be a positive number of seconds, got {time_limit}");
+            }
+            let options = RolloutOptions {
+                episodes,
+                num_envs: envs,
+                time_limit: Duration::from_secs_f64(time_limit),
+            };
+            let report = rollout::run(&cfg, &options)?;
+            println!("{report}");
+            Ok(())
+        }
+        Command::Envs => {
+            for id in cml_envs::registered_ids() {
+                let env = cml_envs::make(&id, &cml_envs::Params::new());
+                let limit = cml_envs::max_episode_steps(&id)?;
+                let limit = limit.map_or("none".to_string(), |s| s.to_string());
+                match env {
+                    Ok(env) => {
+                        use cml_envs::Env;
+                        println!(
+                            "{id}\tobservation {}\taction {}\tmax_episode_steps {limit}",
+                            env.observation_space(),
+                            env.action_space()
+                        );
+                    }
+                    Err(e) => println!("{id}\t(needs parameters: {e})\tmax_episode_steps {limit}"),
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Parses the process arguments, runs the command, and turns an error into a
+/// message on stderr and exit code 1.
+pub fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The `cml-rl` program as a library: configuration, the command line and
+//! the commands, so that a user program can register its own envs and then
+//! run the same command line (`cml_rl::cli::main()`).
+
+pub mod cli;
+pub mod config;
+pub mod rollout;

@@ -1,0 +1,168 @@
+//! `cml-rl rollout`: runs the configured env under a uniformly random policy
+//! through a [`VecEnv`] and reports episode statistics. A smoke test of an
+//! env and its config (yours included) before training on it.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use cml_envs::rng::NumpyRng;
+use cml_envs::{Space, VecActions, VecEnv};
+
+use crate::config::Config;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct RolloutOptions {
+    /// Stop after this many finished episodes.
+    pub episodes: usize,
+    /// Envs stepped together.
+    pub num_envs: usize,
+    /// Give up after this long, even with fewer episodes.
+    pub time_limit: Duration,
+}
+
+impl Default for RolloutOptions {
+    fn default() -> Self {
+        RolloutOptions {
+            episodes: 100,
+            num_envs: 16,
+            time_limit: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Statistics of the finished episodes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RolloutReport {
+    pub env_id: String,
+    pub episodes: usize,
+    pub mean_return: f64,
+    pub std_return: f64,
+    pub mean_length: f64,
+    pub terminated: usize,
+    pub truncated: usize,
+    pub env_steps: u64,
+    pub seconds: f64,
+}
+
+impl std::fmt::Display for RolloutReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} episodes under a random policy: return {:.2} ± {:.2}, length {:.1} \
+             ({} terminated, {} truncated); {} env steps in {:.2} s ({:.0} steps/s)",
+            self.env_id,
+            self.episodes,
+            self.mean_return,
+            self.std_return,
+            self.mean_length,
+            self.terminated,
+            self.truncated,
+            self.env_steps,
+            self.seconds,
+            self.env_steps as f64 / self.seconds.max(1e-9)
+        )
+    }
+}
+
+/// Fills `out` with random actions for every env, as Gymnasium's
+/// `action_space.sample()` (uniform over `Discrete`, uniform within finite
+/// `Box` bounds; an unbounded side is sampled within ±1 of the other).
+fn sample_actions(space: &Space, rng: &mut NumpyRng, discrete: &mut [i64], continuous: &mut [f32]) {
+    match space {
+        Space::Discrete(n) => {
+            for a in discrete.iter_mut() {
+                *a = rng.below(*n as u64) as i64;
+            }
+        }
+        Space::Box { low, high, .. } => {
+            for (a, (lo, hi)) in continuous.iter_mut().zip(low.iter().zip(high).cycle()) {
+                let (lo, hi) = (f64::from(*lo), f64::from(*hi));
+                let (lo, hi) = match (lo.is_finite(), hi.is_finite()) {
+                    (true, true) => (lo, hi),
+                    (true, false) => (lo, lo + 1.0),
+                    (false, true) => (hi - 1.0, hi),
+                    (false, false) => (-1.0, 1.0),
+                };
+                *a = rng.uniform(lo, hi) as f32;
+            }
+        }
+    }
+}
+
+/// Runs the rollout. The envs come from the process-wide registry, so envs a
+/// program registered before calling this are available by id.
+pub fn run(config: &Config, options: &RolloutOptions) -> anyhow::Result<RolloutReport> {
+    if options.num_envs == 0 || options.episodes == 0 {
+        bail!("rollout needs at least one env and one episode");
+    }
+    let env_cfg = &config.env;
+    let limit = match env_cfg.max_episode_steps {
+        Some(steps) => Some(steps),
+        None => cml_envs::max_episode_steps(&env_cfg.id).context("env.id")?,
+    };
+    let envs = (0..options.num_envs)
+        .map(|_| cml_envs::make_with_time_limit(&env_cfg.id, &env_cfg.params, limit))
+        .collect::<Result<Vec<_>, _>>()
+        .context("env")?;
+    let mut vec_env = VecEnv::new(envs)?;
+    let space = vec_env.action_space().clone();
+    let n = vec_env.num_envs();
+    let mut discrete = vec![0i64; n];
+    let mut continuous = vec![0.0f32; n * space.flat_dim()];
+    let mut rng = NumpyRng::from_seed(config.seed ^ 0x5eed_ac70);
+    let mut returns = vec![0.0f64; n];
+    let mut lengths = vec![0u64; n];
+    let (mut finished_returns, mut finished_lengths) = (Vec::new(), Vec::new());
+    let (mut terminated, mut truncated, mut env_steps) = (0usize, 0usize, 0u64);
+
+    let start = Instant::now();
+    vec_env.reset(Some(config.seed))?;
+    while finished_returns.len() < options.episodes && start.elapsed() < options.time_limit {
+        sample_actions(&space, &mut rng, &mut discrete, &mut continuous);
+        let actions = if space.is_discrete() {
+            VecActions::Discrete(&discrete)
+        } else {
+            VecActions::Continuous(&continuous)
+        };
+        vec_env.step(actions)?;
+        env_steps += n as u64;
+        for i in 0..n {
+            returns[i] += vec_env.rewards()[i];
+            lengths[i] += 1;
+            let (term, trunc) = (vec_env.terminated()[i], vec_env.truncated()[i]);
+            if term || trunc {
+                if finished_returns.len() < options.episodes {
+                    finished_returns.push(returns[i]);
+                    finished_lengths.push(lengths[i]);
+                    terminated += usize::from(term);
+                    truncated += usize::from(trunc && !term);
+                }
+                returns[i] = 0.0;
+                lengths[i] = 0;
+            }
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let k = finished_returns.len();
+    if k == 0 {
+        bail!(
+            "{}: no episode finished within {:?}; set env.max_episode_steps",
+            env_cfg.id,
+            options.time_limit
+        );
+    }
+    let mean = finished_returns.iter().sum::<f64>() / k as f64;
+    let var = finished_returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / k as f64;
+    Ok(RolloutReport {
+        env_id: env_cfg.id.clone(),
+        episodes: k,
+        mean_return: mean,
+        std_return: var.sqrt(),
+        mean_length: finished_lengths.iter().sum::<u64>() as f64 / k as f64,
+        terminated,
+        truncated,
+        env_steps,
+        seconds,
+    })
+}

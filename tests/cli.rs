@@ -1,0 +1,68 @@
+//! The `cml-rl` binary as a user runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn cml_rl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cml-rl"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cml-rl starts")
+}
+
+fn temp_config(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cml-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+#[test]
+fn rollout_runs_every_shipped_config() {
+    for config in ["configs/cartpole.toml", "configs/acrobot.toml", "configs/pendulum.toml"] {
+        assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join(config).exists());
+        let out = cml_rl(&["rollout", config, "--episodes", "5", "--envs", "4"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{config}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("5 episodes under a random policy"), "{stdout}");
+    }
+}
+
+#[test]
+fn config_errors_name_file_and_key() {
+    let path = temp_config("bad-type.toml", "[env]\nid = \"CartPole-v1\"\nmax_episode_steps = \"long\"\n");
+    let out = cml_rl(&["rollout", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("bad-type.toml: env.max_episode_steps:"), "{stderr}");
+
+    let path = temp_config("bad-id.toml", "[env]\nid = \"CartPol-v1\"\n");
+    let out = cml_rl(&["rollout", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("unknown env id `CartPol-v1`") && stderr.contains("CartPole-v1"), "{stderr}");
+
+    let path = temp_config("bad-param.toml", "[env]\nid = \"Pendulum-v1\"\n[env.params]\ng = \"strong\"\n");
+    let out = cml_rl(&["rollout", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Pendulum-v1: parameter `g`: expected a number"), "{stderr}");
+}
+
+#[test]
+fn train_says_honestly_that_it_is_not_there_yet() {
+    let out = cml_rl(&["train", "configs/cartpole.toml"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not available yet"));
+}
+
+#[test]
+fn envs_lists_the_builtins() {
+    let out = cml_rl(&["envs"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for id in ["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0", "Pendulum-v1"] {
+        assert!(stdout.contains(id), "{stdout}");
+    }
+}
