@@ -66,7 +66,9 @@ impl Env for LineWalk {
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
         let a = cml_envs::discrete_action(Self::ID, &self.action_space, action)?;
         cml_envs::check_observation_buffer(Self::ID, &self.observation_space, obs)?;
-        let pos = self.position.ok_or_else(|| EnvError::ResetNeeded { env: Self::ID.into() })?;
+        let pos = self
+            .position
+            .ok_or_else(|| EnvError::ResetNeeded { env: Self::ID.into() })?;
         let pos = if a == 1 { pos + 1 } else { pos - 1 };
         self.position = Some(pos);
         obs[0] = pos as f32 / self.size as f32;
@@ -102,7 +104,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<cml_rl::rollout::RolloutReport>
 
 #[allow(dead_code)] // the test that includes this file calls `run` instead
 fn main() -> ExitCode {
-    let path = std::env::args().nth(1).unwrap_or_else(|| "examples/custom_env.toml".to_string());
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "examples/custom_env.toml".to_string());
     match run(Path::new(&path)) {
         Ok(report) => {
             println!("{report}");

@@ -12,7 +12,11 @@ use crate::config::Config;
 use crate::rollout::{self, RolloutOptions};
 
 #[derive(Debug, Parser)]
-#[command(name = "cml-rl", version, about = "Distributed reinforcement learning (IMPALA / Ape-X style)")]
+#[command(
+    name = "cml-rl",
+    version,
+    about = "Distributed reinforcement learning (IMPALA / Ape-X style)"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -49,7 +53,10 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // A second init (e.g. from a user's program) is harmless.
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Runs one parsed command.

@@ -25,14 +25,21 @@ fn rollout_runs_every_shipped_config() {
         assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join(config).exists());
         let out = cml_rl(&["rollout", config, "--episodes", "5", "--envs", "4"]);
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{config}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{config}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(stdout.contains("5 episodes under a random policy"), "{stdout}");
     }
 }
 
 #[test]
 fn config_errors_name_file_and_key() {
-    let path = temp_config("bad-type.toml", "[env]\nid = \"CartPole-v1\"\nmax_episode_steps = \"long\"\n");
+    let path = temp_config(
+        "bad-type.toml",
+        "[env]\nid = \"CartPole-v1\"\nmax_episode_steps = \"long\"\n",
+    );
     let out = cml_rl(&["rollout", path.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -42,12 +49,21 @@ fn config_errors_name_file_and_key() {
     let out = cml_rl(&["rollout", path.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("unknown env id `CartPol-v1`") && stderr.contains("CartPole-v1"), "{stderr}");
+    assert!(
+        stderr.contains("unknown env id `CartPol-v1`") && stderr.contains("CartPole-v1"),
+        "{stderr}"
+    );
 
-    let path = temp_config("bad-param.toml", "[env]\nid = \"Pendulum-v1\"\n[env.params]\ng = \"strong\"\n");
+    let path = temp_config(
+        "bad-param.toml",
+        "[env]\nid = \"Pendulum-v1\"\n[env.params]\ng = \"strong\"\n",
+    );
     let out = cml_rl(&["rollout", path.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("Pendulum-v1: parameter `g`: expected a number"), "{stderr}");
+    assert!(
+        stderr.contains("Pendulum-v1: parameter `g`: expected a number"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -62,7 +78,13 @@ fn envs_lists_the_builtins() {
     let out = cml_rl(&["envs"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    for id in ["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0", "Pendulum-v1"] {
+    for id in [
+        "CartPole-v1",
+        "Acrobot-v1",
+        "MountainCar-v0",
+        "MountainCarContinuous-v0",
+        "Pendulum-v1",
+    ] {
         assert!(stdout.contains(id), "{stdout}");
     }
 }

@@ -26,6 +26,9 @@ fn custom_env_params_are_checked() {
     let path = dir.join("bad.toml");
     std::fs::write(&path, "[env]\nid = \"LineWalk-v0\"\n[env.params]\nsize = 1\n").unwrap();
     let err = custom_env::run(&path).unwrap_err();
-    assert!(format!("{err:#}").contains("LineWalk-v0: parameter `size`: must be between 2"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("LineWalk-v0: parameter `size`: must be between 2"),
+        "{err:#}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

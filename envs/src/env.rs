@@ -54,11 +54,7 @@ pub enum EnvError {
     AlreadyRegistered { id: String },
 
     #[error("{env}: action {action} is outside the action space {space}")]
-    InvalidAction {
-        env: String,
-        action: String,
-        space: String,
-    },
+    InvalidAction { env: String, action: String, space: String },
 
     #[error("{env}: expected a {expected} action for the action space {space}, got {action}")]
     WrongActionKind {
@@ -87,11 +83,7 @@ pub enum EnvError {
     },
 
     #[error("{env}: parameter `{key}`: {reason}")]
-    InvalidParam {
-        env: String,
-        key: String,
-        reason: String,
-    },
+    InvalidParam { env: String, key: String, reason: String },
 
     #[error("{env}: envs of a vector must share spaces: env {index} has {what} {got}, env 0 has {expected}")]
     MismatchedSpaces {
@@ -176,9 +168,7 @@ pub fn check_observation_buffer(env: &str, space: &Space, obs: &[f32]) -> Result
 #[inline]
 pub fn discrete_action(env: &str, space: &Space, action: Action<'_>) -> Result<usize, EnvError> {
     match (space, action) {
-        (Space::Discrete(n), Action::Discrete(a)) if a >= 0 && (a as u64) < *n as u64 => {
-            Ok(a as usize)
-        }
+        (Space::Discrete(n), Action::Discrete(a)) if a >= 0 && (a as u64) < *n as u64 => Ok(a as usize),
         (Space::Discrete(_), Action::Discrete(a)) => Err(EnvError::InvalidAction {
             env: env.to_string(),
             action: a.to_string(),
@@ -243,7 +233,10 @@ mod tests {
     #[test]
     fn continuous_actions_are_checked() {
         let s = Space::uniform_box(-2.0, 2.0, 1);
-        assert_eq!(continuous_action("E", &s, Action::Continuous(&[5.0])), Ok(&[5.0f32][..]));
+        assert_eq!(
+            continuous_action("E", &s, Action::Continuous(&[5.0])),
+            Ok(&[5.0f32][..])
+        );
         assert!(continuous_action("E", &s, Action::Continuous(&[1.0, 2.0])).is_err());
         let e = continuous_action("E", &s, Action::Continuous(&[f32::NAN])).unwrap_err();
         assert!(e.to_string().contains("not finite"), "{e}");

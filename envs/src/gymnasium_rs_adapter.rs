@@ -35,7 +35,11 @@ fn convert_space(name: &str, space: GymSpace) -> Result<Space, EnvError> {
         }
         GymSpace::Box { low, high } => Err(EnvError::Other {
             env: name.to_string(),
-            message: format!("gymnasium-rs Box bounds differ in length ({} vs {})", low.len(), high.len()),
+            message: format!(
+                "gymnasium-rs Box bounds differ in length ({} vs {})",
+                low.len(),
+                high.len()
+            ),
         }),
     }
 }
@@ -50,7 +54,9 @@ impl<E: GymEnv<Array1<f32>, i32>> GymnasiumRsEnv<E> {
         if !action_space.is_discrete() {
             return Err(EnvError::Other {
                 env: name,
-                message: format!("gymnasium-rs actions are i32, so the action space must be Discrete, not {action_space}"),
+                message: format!(
+                    "gymnasium-rs actions are i32, so the action space must be Discrete, not {action_space}"
+                ),
             });
         }
         Ok(GymnasiumRsEnv {

@@ -40,9 +40,7 @@ impl<'a> ParamReader<'a> {
             None => return Ok(default),
             Some(toml::Value::Float(f)) => *f,
             Some(toml::Value::Integer(i)) => *i as f64,
-            Some(other) => {
-                return Err(self.invalid(key, format!("expected a number, found {}", describe(other))))
-            }
+            Some(other) => return Err(self.invalid(key, format!("expected a number, found {}", describe(other)))),
         };
         if value.is_finite() {
             Ok(value)
@@ -102,11 +100,17 @@ mod tests {
     fn rejects_unknown_and_mistyped_keys() {
         let p = table("gg = 1.0");
         let e = ParamReader::new("Pendulum-v1", &p, &["g"]).err().unwrap();
-        assert_eq!(e.to_string(), "Pendulum-v1: unknown parameter `gg`; known parameters: g");
+        assert_eq!(
+            e.to_string(),
+            "Pendulum-v1: unknown parameter `gg`; known parameters: g"
+        );
         let p = table("g = \"fast\"");
         let r = ParamReader::new("Pendulum-v1", &p, &["g"]).unwrap();
         let e = r.f64_or("g", 10.0).unwrap_err();
-        assert_eq!(e.to_string(), "Pendulum-v1: parameter `g`: expected a number, found \"fast\"");
+        assert_eq!(
+            e.to_string(),
+            "Pendulum-v1: parameter `g`: expected a number, found \"fast\""
+        );
         let p = table("g = nan");
         let r = ParamReader::new("Pendulum-v1", &p, &["g"]).unwrap();
         assert!(r.f64_or("g", 10.0).is_err());

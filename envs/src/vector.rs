@@ -119,7 +119,12 @@ impl<E: Env> VecEnv<E> {
     /// (as Gymnasium's vector envs). Returns the first observations.
     pub fn reset(&mut self, seed: Option<u64>) -> Result<&[f32], EnvError> {
         let count = self.envs.len();
-        for (i, (env, obs)) in self.envs.iter_mut().zip(self.observations.chunks_exact_mut(self.obs_dim)).enumerate() {
+        for (i, (env, obs)) in self
+            .envs
+            .iter_mut()
+            .zip(self.observations.chunks_exact_mut(self.obs_dim))
+            .enumerate()
+        {
             let s = seed.map(|s| s.wrapping_add(i as u64));
             env.reset(s, obs).map_err(in_vector(i, count))?;
         }

@@ -16,7 +16,13 @@ fn unknown_id_lists_registered_ids() {
     let err = make("CartPole-v0", &Params::new()).err().expect("unknown id fails");
     let msg = err.to_string();
     assert!(msg.contains("unknown env id `CartPole-v0`"), "{msg}");
-    for id in ["Acrobot-v1", "CartPole-v1", "MountainCar-v0", "MountainCarContinuous-v0", "Pendulum-v1"] {
+    for id in [
+        "Acrobot-v1",
+        "CartPole-v1",
+        "MountainCar-v0",
+        "MountainCarContinuous-v0",
+        "Pendulum-v1",
+    ] {
         assert!(msg.contains(id), "{msg} lists {id}");
     }
 }
@@ -27,7 +33,10 @@ fn out_of_range_discrete_action_names_env_and_action() {
     let mut obs = [0.0f32; 4];
     env.reset(Some(0), &mut obs).expect("reset");
     let err = env.step(Action::Discrete(2), &mut obs).unwrap_err();
-    assert_eq!(err.to_string(), "CartPole-v1: action 2 is outside the action space Discrete(2)");
+    assert_eq!(
+        err.to_string(),
+        "CartPole-v1: action 2 is outside the action space Discrete(2)"
+    );
     let err = env.step(Action::Discrete(-1), &mut obs).unwrap_err();
     assert!(err.to_string().contains("action -1"), "{err}");
     let err = env.step(Action::Continuous(&[0.5]), &mut obs).unwrap_err();
@@ -45,13 +54,20 @@ fn wrong_observation_buffer_is_an_error() {
     let mut env = make("Pendulum-v1", &Params::new()).expect("make");
     let mut short = [0.0f32; 2];
     let err = env.reset(Some(1), &mut short).unwrap_err();
-    assert!(err.to_string().contains("Pendulum-v1: observation buffer has length 2"), "{err}");
+    assert!(
+        err.to_string().contains("Pendulum-v1: observation buffer has length 2"),
+        "{err}"
+    );
     let mut obs = [0.0f32; 3];
     env.reset(Some(1), &mut obs).expect("reset");
     let mut long = [0.0f32; 4];
     assert!(matches!(
         env.step(Action::Continuous(&[0.0]), &mut long),
-        Err(EnvError::ObservationBuffer { expected: 3, got: 4, .. })
+        Err(EnvError::ObservationBuffer {
+            expected: 3,
+            got: 4,
+            ..
+        })
     ));
 }
 
@@ -60,7 +76,12 @@ fn step_before_reset_is_an_error() {
     let mut env = make("MountainCar-v0", &Params::new()).expect("make");
     let mut obs = [0.0f32; 2];
     let err = env.step(Action::Discrete(0), &mut obs).unwrap_err();
-    assert_eq!(err, EnvError::ResetNeeded { env: "MountainCar-v0".into() });
+    assert_eq!(
+        err,
+        EnvError::ResetNeeded {
+            env: "MountainCar-v0".into()
+        }
+    );
     let mut raw = Pendulum::default();
     let mut obs = [0.0f32; 3];
     assert!(raw.step(Action::Continuous(&[0.0]), &mut obs).is_err());
@@ -87,7 +108,11 @@ fn continuous_actions_are_clipped_like_gymnasium() {
     let sa = a.step(Action::Continuous(&[3.0]), &mut oa).unwrap();
     let sb = b.step(Action::Continuous(&[1.0]), &mut ob).unwrap();
     assert_eq!(oa, ob, "same clipped dynamics");
-    assert!((sa.reward - (-0.9)).abs() < 1e-12, "reward uses the unclipped action: {}", sa.reward);
+    assert!(
+        (sa.reward - (-0.9)).abs() < 1e-12,
+        "reward uses the unclipped action: {}",
+        sa.reward
+    );
     assert!((sb.reward - (-0.1)).abs() < 1e-12);
 
     // Wrong length and NaN are errors, not panics.
@@ -108,7 +133,10 @@ fn time_limit_truncates_and_can_be_overridden() {
     assert_eq!(env.elapsed_steps(), 0);
     assert!(!env.step(Action::Continuous(&[0.0]), &mut obs).expect("step").truncated);
     // The registered limit is Gymnasium's.
-    assert_eq!(make("Pendulum-v1", &Params::new()).unwrap().max_episode_steps(), Some(200));
+    assert_eq!(
+        make("Pendulum-v1", &Params::new()).unwrap().max_episode_steps(),
+        Some(200)
+    );
 }
 
 #[test]
@@ -123,9 +151,13 @@ fn env_params_are_applied_and_checked() {
     };
     assert_eq!(step_with(""), step_with("g = 10.0"));
     assert_ne!(step_with(""), step_with("g = 2"));
-    let err = make("Pendulum-v1", &params("gravity = 3.0")).err().expect("unknown param");
+    let err = make("Pendulum-v1", &params("gravity = 3.0"))
+        .err()
+        .expect("unknown param");
     assert!(err.to_string().contains("unknown parameter `gravity`"), "{err}");
-    let err = make("CartPole-v1", &params("sutton_barto_reward = 1")).err().expect("mistyped");
+    let err = make("CartPole-v1", &params("sutton_barto_reward = 1"))
+        .err()
+        .expect("mistyped");
     assert!(err.to_string().contains("expected a boolean"), "{err}");
     // Sutton-Barto reward: 0 per step, -1 on failure.
     let mut env = make("CartPole-v1", &params("sutton_barto_reward = true")).expect("make");
@@ -164,7 +196,9 @@ impl Env for Counter {
         Ok(())
     }
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
-        let Action::Discrete(a) = action else { unreachable!("checked by EnvHandle") };
+        let Action::Discrete(a) = action else {
+            unreachable!("checked by EnvHandle")
+        };
         self.n += a;
         obs[0] = self.n as f32;
         Ok(Step {
@@ -190,7 +224,12 @@ fn user_envs_register_by_name() {
     register("Counter-v0", counter).expect("register");
     assert!(cml_envs::registered_ids().contains(&"Counter-v0".to_string()));
     let err = register("Counter-v0", counter).unwrap_err();
-    assert_eq!(err, EnvError::AlreadyRegistered { id: "Counter-v0".into() });
+    assert_eq!(
+        err,
+        EnvError::AlreadyRegistered {
+            id: "Counter-v0".into()
+        }
+    );
     let mut env = make("Counter-v0", &params("target = 2")).expect("make");
     let mut obs = [0.0f32; 1];
     env.reset(None, &mut obs).expect("reset");
@@ -202,10 +241,13 @@ fn user_envs_register_by_name() {
 
     // A private registry with a time limit.
     let mut reg = Registry::new();
-    reg.register(EnvSpec::new("Counter-v0", counter).with_max_episode_steps(4)).unwrap();
+    reg.register(EnvSpec::new("Counter-v0", counter).with_max_episode_steps(4))
+        .unwrap();
     let mut env = reg.make("Counter-v0", &params("target = 50")).unwrap();
     env.reset(None, &mut obs).unwrap();
-    let trunc: Vec<bool> = (0..4).map(|_| env.step(Action::Discrete(0), &mut obs).unwrap().truncated).collect();
+    let trunc: Vec<bool> = (0..4)
+        .map(|_| env.step(Action::Discrete(0), &mut obs).unwrap().truncated)
+        .collect();
     assert_eq!(trunc, [false, false, false, true]);
 }
 
@@ -252,7 +294,10 @@ fn vector_env_autoresets_and_keeps_the_final_observation() {
 #[test]
 fn vector_env_rejects_bad_input() {
     let mut venv = VecEnv::make("CartPole-v1", &Params::new(), 4).expect("vector");
-    assert!(venv.step(VecActions::Discrete(&[0, 1, 0, 1])).is_err(), "step before reset");
+    assert!(
+        venv.step(VecActions::Discrete(&[0, 1, 0, 1])).is_err(),
+        "step before reset"
+    );
     venv.reset(Some(0)).unwrap();
     let err = venv.step(VecActions::Discrete(&[0, 1])).unwrap_err();
     assert!(err.to_string().contains("2 action values for 4 envs"), "{err}");
@@ -260,8 +305,14 @@ fn vector_env_rejects_bad_input() {
     assert!(err.to_string().contains("env 2 of 4"), "{err}");
     assert!(err.to_string().contains("action 9"), "{err}");
 
-    let mixed = vec![make("CartPole-v1", &Params::new()).unwrap(), make("Acrobot-v1", &Params::new()).unwrap()];
-    assert!(matches!(VecEnv::new(mixed), Err(EnvError::MismatchedSpaces { index: 1, .. })));
+    let mixed = vec![
+        make("CartPole-v1", &Params::new()).unwrap(),
+        make("Acrobot-v1", &Params::new()).unwrap(),
+    ];
+    assert!(matches!(
+        VecEnv::new(mixed),
+        Err(EnvError::MismatchedSpaces { index: 1, .. })
+    ));
     assert!(VecEnv::<cml_envs::EnvHandle>::new(Vec::new()).is_err());
 }
 

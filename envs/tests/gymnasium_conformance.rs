@@ -102,13 +102,22 @@ fn replay_from_state<E: Env>(
         assert_eq!(ep.actions.len(), ep.steps.len());
         for (t, (a, want)) in ep.actions.iter().zip(&ep.steps).enumerate() {
             let act = Act::from_json(a, discrete);
-            let step = env.step(act.as_action(), &mut obs).unwrap_or_else(|err| panic!("{id} ep {e} step {t}: {err}"));
+            let step = env
+                .step(act.as_action(), &mut obs)
+                .unwrap_or_else(|err| panic!("{id} ep {e} step {t}: {err}"));
             assert_eq!(obs, f32s(&want.obs), "{id} episode {e} step {t}: observation");
             check_reward(id, e, t, step.reward, want.reward);
-            assert_eq!(step.terminated, want.terminated, "{id} episode {e} step {t}: terminated");
+            assert_eq!(
+                step.terminated, want.terminated,
+                "{id} episode {e} step {t}: terminated"
+            );
             // A raw env never truncates; the recording truncates exactly at the limit.
             assert!(!step.truncated);
-            assert_eq!(want.truncated, t as u64 + 1 >= rec.max_episode_steps, "{id} episode {e} step {t}");
+            assert_eq!(
+                want.truncated,
+                t as u64 + 1 >= rec.max_episode_steps,
+                "{id} episode {e} step {t}"
+            );
             assert_eq!(get_state(&env), want.state, "{id} episode {e} step {t}: internal state");
             checked += 1;
         }
@@ -129,15 +138,29 @@ fn replay_from_seed(id: &str) -> usize {
         let discrete = env.action_space().is_discrete();
         let mut obs = vec![0.0f32; env.observation_space().flat_dim()];
         env.reset(Some(ep.seed), &mut obs).expect("reset");
-        assert_eq!(obs, f32s(&ep.initial_obs), "{id} episode {e}: initial observation for seed {}", ep.seed);
+        assert_eq!(
+            obs,
+            f32s(&ep.initial_obs),
+            "{id} episode {e}: initial observation for seed {}",
+            ep.seed
+        );
         for (t, (a, want)) in ep.actions.iter().zip(&ep.steps).enumerate() {
             let act = Act::from_json(a, discrete);
-            let step = env.step(act.as_action(), &mut obs).unwrap_or_else(|err| panic!("{id} ep {e} step {t}: {err}"));
+            let step = env
+                .step(act.as_action(), &mut obs)
+                .unwrap_or_else(|err| panic!("{id} ep {e} step {t}: {err}"));
             assert_eq!(obs, f32s(&want.obs), "{id} episode {e} step {t}: observation");
             check_reward(id, e, t, step.reward, want.reward);
-            assert_eq!(step.terminated, want.terminated, "{id} episode {e} step {t}: terminated");
+            assert_eq!(
+                step.terminated, want.terminated,
+                "{id} episode {e} step {t}: terminated"
+            );
             assert_eq!(step.truncated, want.truncated, "{id} episode {e} step {t}: truncated");
-            assert_eq!(step.done(), t + 1 == ep.steps.len(), "{id} episode {e}: ends on step {t}?");
+            assert_eq!(
+                step.done(),
+                t + 1 == ep.steps.len(),
+                "{id} episode {e}: ends on step {t}?"
+            );
             checked += 1;
         }
     }
@@ -202,7 +225,10 @@ fn mountain_car_continuous_matches_gymnasium() {
     assert_eq!(replay_from_seed(MountainCarContinuous::ID), n);
     // The fixture includes out-of-bounds actions (clipped for the dynamics,
     // unclipped in the reward).
-    assert!(load(MountainCarContinuous::ID).episodes.iter().any(|e| !e.actions_within_bounds));
+    assert!(load(MountainCarContinuous::ID)
+        .episodes
+        .iter()
+        .any(|e| !e.actions_within_bounds));
 }
 
 #[test]
@@ -227,7 +253,9 @@ fn single_steps_from_recorded_states() {
     let mut count = 0;
     for ep in &mcc.episodes {
         for w in ep.steps.windows(2).zip(&ep.actions[1..]) {
-            let ([before, after], a) = (w.0, w.1) else { unreachable!() };
+            let ([before, after], a) = (w.0, w.1) else {
+                unreachable!()
+            };
             let mut env = MountainCarContinuous::default();
             env.set_state_f32(arr::<2>(&before.state).map(|x| x as f32));
             let mut obs = [0.0f32; 2];

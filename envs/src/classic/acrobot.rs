@@ -89,7 +89,9 @@ impl Acrobot {
     /// `[cos θ1, sin θ1, cos θ2, sin θ2, dθ1, dθ2]`.
     pub fn observe(&self, obs: &mut [f32]) -> Result<(), EnvError> {
         check_observation_buffer(ID, &self.observation_space, obs)?;
-        let s = self.state.ok_or_else(|| EnvError::ResetNeeded { env: ID.to_string() })?;
+        let s = self
+            .state
+            .ok_or_else(|| EnvError::ResetNeeded { env: ID.to_string() })?;
         if self.state_is_f32 {
             let (t1, t2) = (s[0] as f32, s[1] as f32);
             obs.copy_from_slice(&[t1.cos(), t1.sin(), t2.cos(), t2.sin(), s[2] as f32, s[3] as f32]);
@@ -108,8 +110,15 @@ impl Acrobot {
 
     /// `_dsdt`: time derivative of the augmented state `[θ1, θ2, dθ1, dθ2, a]`.
     fn dsdt(s: &[f64; 5]) -> [f64; 5] {
-        let (m1, m2, l1, lc1, lc2, i1, i2) =
-            (LINK_MASS_1, LINK_MASS_2, LINK_LENGTH_1, LINK_COM_POS_1, LINK_COM_POS_2, LINK_MOI, LINK_MOI);
+        let (m1, m2, l1, lc1, lc2, i1, i2) = (
+            LINK_MASS_1,
+            LINK_MASS_2,
+            LINK_LENGTH_1,
+            LINK_COM_POS_1,
+            LINK_COM_POS_2,
+            LINK_MOI,
+            LINK_MOI,
+        );
         let [theta1, theta2, dtheta1, dtheta2, a] = *s;
         // Python-float constants: `lc1**2` etc. are exact (0.25, 1.0).
         let (lc1_sq, lc2_sq, l1_sq) = (lc1 * lc1, lc2 * lc2, l1 * l1);
@@ -187,7 +196,9 @@ impl Env for Acrobot {
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
         let action = discrete_action(ID, &self.action_space, action)?;
         check_observation_buffer(ID, &self.observation_space, obs)?;
-        let s = self.state.ok_or_else(|| EnvError::ResetNeeded { env: ID.to_string() })?;
+        let s = self
+            .state
+            .ok_or_else(|| EnvError::ResetNeeded { env: ID.to_string() })?;
         let torque = AVAIL_TORQUE[action];
         let s_augmented = [s[0], s[1], s[2], s[3], torque];
         let ns = Self::rk4(&s_augmented);

@@ -116,8 +116,9 @@ impl Env for CartPole {
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
         let action = discrete_action(ID, &self.action_space, action)?;
         check_observation_buffer(ID, &self.observation_space, obs)?;
-        let [mut x, mut x_dot, mut theta, mut theta_dot] =
-            self.state.ok_or_else(|| EnvError::ResetNeeded { env: ID.to_string() })?;
+        let [mut x, mut x_dot, mut theta, mut theta_dot] = self
+            .state
+            .ok_or_else(|| EnvError::ResetNeeded { env: ID.to_string() })?;
 
         let force = if action == 1 { FORCE_MAG } else { -FORCE_MAG };
         let costheta = theta.cos();
@@ -135,10 +136,11 @@ impl Env for CartPole {
         let state = [x, x_dot, theta, theta_dot];
         self.state = Some(state);
 
-        let terminated = x < -X_THRESHOLD
-            || x > X_THRESHOLD
-            || theta < -THETA_THRESHOLD_RADIANS
-            || theta > THETA_THRESHOLD_RADIANS;
+        // Gymnasium's comparisons as written: a NaN state does not terminate,
+        // whereas `!range.contains(&x)` would.
+        #[allow(clippy::manual_range_contains)]
+        let terminated =
+            x < -X_THRESHOLD || x > X_THRESHOLD || theta < -THETA_THRESHOLD_RADIANS || theta > THETA_THRESHOLD_RADIANS;
         let reward = if !terminated {
             if self.sutton_barto_reward {
                 0.0

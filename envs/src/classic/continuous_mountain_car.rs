@@ -86,7 +86,10 @@ impl Num {
     }
 
     fn ge(self, rhs: Num) -> bool {
-        matches!(self.cmp(rhs), Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal))
+        matches!(
+            self.cmp(rhs),
+            Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
+        )
     }
 }
 
@@ -183,7 +186,9 @@ impl Env for MountainCarContinuous {
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
         let a = continuous_action(ID, &self.action_space, action)?[0];
         check_observation_buffer(ID, &self.observation_space, obs)?;
-        let s = self.state.ok_or_else(|| EnvError::ResetNeeded { env: ID.to_string() })?;
+        let s = self
+            .state
+            .ok_or_else(|| EnvError::ResetNeeded { env: ID.to_string() })?;
         let (mut position, mut velocity) = if self.state_is_f32 {
             (Num::F32(s[0] as f32), Num::F32(s[1] as f32))
         } else {
@@ -192,7 +197,11 @@ impl Env for MountainCarContinuous {
         let action0 = Num::F32(a);
 
         // force = min(max(action[0], self.min_action), self.max_action)
-        let mut force = if Num::Py(MIN_ACTION).gt(action0) { Num::Py(MIN_ACTION) } else { action0 };
+        let mut force = if Num::Py(MIN_ACTION).gt(action0) {
+            Num::Py(MIN_ACTION)
+        } else {
+            action0
+        };
         if Num::Py(MAX_ACTION).lt(force) {
             force = Num::Py(MAX_ACTION);
         }

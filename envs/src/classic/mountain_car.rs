@@ -108,8 +108,9 @@ impl Env for MountainCar {
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
         let action = discrete_action(ID, &self.action_space, action)?;
         check_observation_buffer(ID, &self.observation_space, obs)?;
-        let [mut position, mut velocity] =
-            self.state.ok_or_else(|| EnvError::ResetNeeded { env: ID.to_string() })?;
+        let [mut position, mut velocity] = self
+            .state
+            .ok_or_else(|| EnvError::ResetNeeded { env: ID.to_string() })?;
 
         velocity += (action as f64 - 1.0) * FORCE + (3.0 * position).cos() * (-GRAVITY);
         velocity = np_clip(velocity, -MAX_SPEED, MAX_SPEED);

@@ -115,7 +115,9 @@ impl Env for Pendulum {
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
         let u = continuous_action(ID, &self.action_space, action)?[0];
         check_observation_buffer(ID, &self.observation_space, obs)?;
-        let [th, thdot] = self.state.ok_or_else(|| EnvError::ResetNeeded { env: ID.to_string() })?;
+        let [th, thdot] = self
+            .state
+            .ok_or_else(|| EnvError::ResetNeeded { env: ID.to_string() })?;
         let g = self.g;
 
         // u = np.clip(u, -max_torque, max_torque)[0]: stays float32
