@@ -1,6 +1,8 @@
 //! CartPole-v1 env steps/s with random actions, one core:
 //! - `cartpole/single`: one env, stepped and reset on episode end;
 //! - `cartpole/vec1024_raw`: 1024 `CartPole`s in a `VecEnv` (autoreset);
+//! - `cartpole/vec1024_native`: `make_vec("CartPole-v1", .., 1024)`, the
+//!   native structure-of-arrays `CartPoleVec` (time limit included);
 //! - `cartpole/vec1024_registry`: 1024 envs from `make("CartPole-v1")`
 //!   (time limit and input checks included), in a `VecEnv`.
 //!
@@ -11,10 +13,21 @@ use std::hint::black_box;
 
 use cml_envs::classic::CartPole;
 use cml_envs::rng::NumpyRng;
-use cml_envs::{Action, Env, Params, VecActions, VecEnv};
+use cml_envs::{Action, Env, Params, VecActions, VecEnv, VectorEnv};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const N: usize = 1024;
+
+/// Fills `actions` with uniform random 0/1 actions, 64 per random draw (the
+/// Gymnasium side draws its actions in NumPy blocks, just as cheaply).
+fn random_binary_actions(rng: &mut NumpyRng, actions: &mut [i64]) {
+    for chunk in actions.chunks_mut(64) {
+        let bits = rng.next_u64();
+        for (j, a) in chunk.iter_mut().enumerate() {
+            *a = ((bits >> j) & 1) as i64;
+        }
+    }
+}
 
 fn cartpole(c: &mut Criterion) {
     let mut group = c.benchmark_group("cartpole");
@@ -42,9 +55,19 @@ fn cartpole(c: &mut Criterion) {
         let mut rng = NumpyRng::from_seed(2);
         let mut actions = vec![0i64; N];
         b.iter(|| {
-            for a in actions.iter_mut() {
-                *a = rng.below(2) as i64;
-            }
+            random_binary_actions(&mut rng, &mut actions);
+            venv.step(VecActions::Discrete(&actions)).expect("step");
+            black_box(venv.observations());
+        })
+    });
+
+    group.bench_function("vec1024_native", |b| {
+        let mut venv = cml_envs::make_vec("CartPole-v1", &Params::new(), N).expect("vector");
+        venv.reset(Some(0)).expect("reset");
+        let mut rng = NumpyRng::from_seed(4);
+        let mut actions = vec![0i64; N];
+        b.iter(|| {
+            random_binary_actions(&mut rng, &mut actions);
             venv.step(VecActions::Discrete(&actions)).expect("step");
             black_box(venv.observations());
         })
@@ -56,9 +79,7 @@ fn cartpole(c: &mut Criterion) {
         let mut rng = NumpyRng::from_seed(3);
         let mut actions = vec![0i64; N];
         b.iter(|| {
-            for a in actions.iter_mut() {
-                *a = rng.below(2) as i64;
-            }
+            random_binary_actions(&mut rng, &mut actions);
             venv.step(VecActions::Discrete(&actions)).expect("step");
             black_box(venv.observations());
         })

@@ -1,12 +1,12 @@
 //! `cml-rl rollout`: runs the configured env under a uniformly random policy
-//! through a [`VecEnv`] and reports episode statistics. A smoke test of an
+//! through [`cml_envs::make_vec`] and reports episode statistics. A smoke test of an
 //! env and its config (yours included) before training on it.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use cml_envs::rng::NumpyRng;
-use cml_envs::{Space, VecActions, VecEnv};
+use cml_envs::{Space, VecActions};
 
 use crate::config::Config;
 
@@ -101,11 +101,8 @@ pub fn run(config: &Config, options: &RolloutOptions) -> anyhow::Result<RolloutR
         Some(steps) => Some(steps),
         None => cml_envs::max_episode_steps(&env_cfg.id).context("env.id")?,
     };
-    let envs = (0..options.num_envs)
-        .map(|_| cml_envs::make_with_time_limit(&env_cfg.id, &env_cfg.params, limit))
-        .collect::<Result<Vec<_>, _>>()
-        .context("env")?;
-    let mut vec_env = VecEnv::new(envs)?;
+    let mut vec_env =
+        cml_envs::make_vec_with_time_limit(&env_cfg.id, &env_cfg.params, options.num_envs, limit).context("env")?;
     let space = vec_env.action_space().clone();
     let n = vec_env.num_envs();
     let mut discrete = vec![0i64; n];

@@ -143,7 +143,7 @@ pub fn register_gymnasium_rs_envs() -> Result<(), EnvError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{make, Params, VecActions, VecEnv};
+    use crate::{make, Params, VecActions, VecEnv, VectorEnv};
 
     #[test]
     fn gymnasium_rs_cartpole_runs_as_our_env() {

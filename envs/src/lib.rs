@@ -5,6 +5,9 @@
 //!   continuous actions, [`Space::Discrete`] and [`Space::Box`].
 //! - The registry: [`make`]`("CartPole-v1", &params)`, [`register`] for your
 //!   own envs, Gymnasium's time limits ([`EnvHandle`]).
+//! - [`VectorEnv`] / [`make_vec`]: many envs stepped together with
+//!   automatic reset ([`VecEnv`] over any envs, or a native vectorized env
+//!   such as [`classic::CartPoleVec`]).
 //! - [`VecEnv`]: many envs stepped together with automatic reset that keeps
 //!   each finished episode's true final observation.
 //! - [`classic`]: CartPole-v1, Acrobot-v1, MountainCar-v0,
@@ -27,8 +30,8 @@ mod vector;
 pub use env::{check_observation_buffer, continuous_action, discrete_action, Action, Env, EnvError, Step};
 pub use params::{ParamReader, Params};
 pub use registry::{
-    make, make_with_time_limit, max_episode_steps, register, register_spec, registered_ids, EnvFactory, EnvHandle,
-    EnvSpec, Registry,
+    make, make_vec, make_vec_with_time_limit, make_with_time_limit, max_episode_steps, register, register_spec,
+    registered_ids, EnvFactory, EnvHandle, EnvSpec, Registry, VecFactory,
 };
 pub use space::Space;
-pub use vector::{VecActions, VecEnv};
+pub use vector::{VecActions, VecEnv, VectorEnv};

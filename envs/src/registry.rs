@@ -6,13 +6,17 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::RwLock;
 
-use crate::classic::{Acrobot, CartPole, MountainCar, MountainCarContinuous, Pendulum};
+use crate::classic::{Acrobot, CartPole, CartPoleVec, MountainCar, MountainCarContinuous, Pendulum};
 use crate::env::{check_observation_buffer, continuous_action, discrete_action, Action, Env, EnvError, Step};
 use crate::params::Params;
 use crate::space::Space;
+use crate::vector::{VecEnv, VectorEnv};
 
 /// Builds an env from its parameters (the config's `[env.params]` table).
 pub type EnvFactory = Arc<dyn Fn(&Params) -> Result<Box<dyn Env>, EnvError> + Send + Sync>;
+
+/// Builds a native vectorized env: parameters, number of envs, time limit.
+pub type VecFactory = Arc<dyn Fn(&Params, usize, Option<u64>) -> Result<Box<dyn VectorEnv>, EnvError> + Send + Sync>;
 
 /// A registered env: its id, its default time limit and its factory
 /// (Gymnasium's `EnvSpec`).
@@ -21,6 +25,7 @@ pub struct EnvSpec {
     id: String,
     max_episode_steps: Option<u64>,
     factory: EnvFactory,
+    vector_factory: Option<VecFactory>,
 }
 
 impl std::fmt::Debug for EnvSpec {
@@ -43,7 +48,22 @@ impl EnvSpec {
             id: id.into(),
             max_episode_steps: None,
             factory: Arc::new(move |p: &Params| factory(p).map(|e| Box::new(e) as Box<dyn Env>)),
+            vector_factory: None,
         }
+    }
+
+    /// A native vectorized implementation for [`make_vec`] (Gymnasium's
+    /// `vector_entry_point`). It must behave exactly as a [`VecEnv`] of the
+    /// single env with the same seeds.
+    pub fn with_vector_factory<V, F>(mut self, factory: F) -> Self
+    where
+        V: VectorEnv + 'static,
+        F: Fn(&Params, usize, Option<u64>) -> Result<V, EnvError> + Send + Sync + 'static,
+    {
+        self.vector_factory = Some(Arc::new(move |p: &Params, n: usize, limit: Option<u64>| {
+            factory(p, n, limit).map(|v| Box::new(v) as Box<dyn VectorEnv>)
+        }));
+        self
     }
 
     /// Episodes are truncated after `steps` steps (Gymnasium's `TimeLimit`).
@@ -80,7 +100,9 @@ impl Registry {
     pub fn with_builtins() -> Self {
         let mut r = Registry::new();
         let builtins = [
-            EnvSpec::new(CartPole::ID, CartPole::from_params).with_max_episode_steps(CartPole::MAX_EPISODE_STEPS),
+            EnvSpec::new(CartPole::ID, CartPole::from_params)
+                .with_max_episode_steps(CartPole::MAX_EPISODE_STEPS)
+                .with_vector_factory(CartPoleVec::from_params),
             EnvSpec::new(Acrobot::ID, Acrobot::from_params).with_max_episode_steps(Acrobot::MAX_EPISODE_STEPS),
             EnvSpec::new(MountainCar::ID, MountainCar::from_params)
                 .with_max_episode_steps(MountainCar::MAX_EPISODE_STEPS),
@@ -134,6 +156,26 @@ impl Registry {
         let env = (spec.factory)(params)?;
         Ok(EnvHandle::new(spec.id.clone(), env, max_episode_steps))
     }
+
+    /// `num_envs` envs `id` stepped together, with the given time limit:
+    /// the env's native vectorized implementation if it registered one,
+    /// else a [`VecEnv`] of single envs.
+    pub fn make_vec_with_time_limit(
+        &self,
+        id: &str,
+        params: &Params,
+        num_envs: usize,
+        max_episode_steps: Option<u64>,
+    ) -> Result<Box<dyn VectorEnv>, EnvError> {
+        let spec = self.spec(id)?;
+        if let Some(factory) = &spec.vector_factory {
+            return factory(params, num_envs, max_episode_steps);
+        }
+        let envs = (0..num_envs)
+            .map(|_| self.make_with_time_limit(id, params, max_episode_steps))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Box::new(VecEnv::new(envs)?))
+    }
 }
 
 fn global() -> &'static RwLock<Registry> {
@@ -151,6 +193,27 @@ pub fn make(id: &str, params: &Params) -> Result<EnvHandle, EnvError> {
 /// registered one.
 pub fn make_with_time_limit(id: &str, params: &Params, max_episode_steps: Option<u64>) -> Result<EnvHandle, EnvError> {
     global().read().make_with_time_limit(id, params, max_episode_steps)
+}
+
+/// `num_envs` envs `id` stepped together with automatic reset and the
+/// registered time limit (the env's native vectorized implementation where
+/// it has one, e.g. CartPole-v1).
+pub fn make_vec(id: &str, params: &Params, num_envs: usize) -> Result<Box<dyn VectorEnv>, EnvError> {
+    let registry = global().read();
+    let limit = registry.spec(id)?.max_episode_steps;
+    registry.make_vec_with_time_limit(id, params, num_envs, limit)
+}
+
+/// As [`make_vec`], with the given time limit (`None`: no limit).
+pub fn make_vec_with_time_limit(
+    id: &str,
+    params: &Params,
+    num_envs: usize,
+    max_episode_steps: Option<u64>,
+) -> Result<Box<dyn VectorEnv>, EnvError> {
+    global()
+        .read()
+        .make_vec_with_time_limit(id, params, num_envs, max_episode_steps)
 }
 
 /// Registers a user env under `id`, with no time limit. The factory gets the

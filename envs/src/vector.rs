@@ -21,7 +21,68 @@ pub enum VecActions<'a> {
     Continuous(&'a [f32]),
 }
 
-/// `N` envs of one kind stepped together, with automatic reset.
+/// Many envs of one kind stepped together, with automatic reset in the same
+/// step. Implemented by [`VecEnv`] (any [`Env`]s) and by native vectorized
+/// envs such as [`crate::classic::CartPoleVec`]; [`crate::make_vec`] picks
+/// the native one where an env registers it.
+pub trait VectorEnv: Send {
+    /// How many envs.
+    fn num_envs(&self) -> usize;
+    /// The observation space of one env.
+    fn observation_space(&self) -> &Space;
+    /// The action space of one env.
+    fn action_space(&self) -> &Space;
+    /// Resets every env; with `Some(seed)`, env `i` gets seed `seed + i` (as
+    /// Gymnasium's vector envs). The first observations are then in
+    /// [`VectorEnv::observations`].
+    fn reset(&mut self, seed: Option<u64>) -> Result<(), EnvError>;
+    /// Steps every env once with its action; envs whose episode ended are
+    /// reset at once (their final observation is kept).
+    fn step(&mut self, actions: VecActions<'_>) -> Result<(), EnvError>;
+    /// Current observations, `num_envs × observation_dim`, env-major. For an
+    /// env whose episode just ended this is the next episode's first one.
+    fn observations(&self) -> &[f32];
+    /// Rewards of the last step.
+    fn rewards(&self) -> &[f64];
+    /// `terminated` flags of the last step.
+    fn terminated(&self) -> &[bool];
+    /// `truncated` flags of the last step.
+    fn truncated(&self) -> &[bool];
+    /// The true final observation of env `i`, if its episode ended on the
+    /// last step (terminated or truncated).
+    fn final_observation(&self, i: usize) -> Option<&[f32]>;
+    /// Flat length of one observation.
+    fn observation_dim(&self) -> usize {
+        self.observation_space().flat_dim()
+    }
+}
+
+/// Checks the number of action values for `count` envs of `action_dim`.
+pub(crate) fn check_action_count(actions: VecActions<'_>, count: usize, action_dim: usize) -> Result<(), EnvError> {
+    let (got, expected) = match actions {
+        VecActions::Discrete(a) => (a.len(), count),
+        VecActions::Continuous(a) => (a.len(), count * action_dim),
+    };
+    if got == expected {
+        Ok(())
+    } else {
+        Err(EnvError::Other {
+            env: "vector env".to_string(),
+            message: format!("got {got} action values for {count} envs, expected {expected}"),
+        })
+    }
+}
+
+/// Env `index` of `count`'s error, wrapped to say which env it was.
+pub(crate) fn in_vector(index: usize, count: usize) -> impl FnOnce(EnvError) -> EnvError {
+    move |e| EnvError::InVector {
+        index,
+        count,
+        source: Box::new(e),
+    }
+}
+
+/// `N` [`Env`]s stepped together, with automatic reset.
 pub struct VecEnv<E: Env = EnvHandle> {
     envs: Vec<E>,
     obs_dim: usize,
@@ -32,14 +93,6 @@ pub struct VecEnv<E: Env = EnvHandle> {
     terminated: Vec<bool>,
     truncated: Vec<bool>,
     has_reset: bool,
-}
-
-fn in_vector(index: usize, count: usize) -> impl FnOnce(EnvError) -> EnvError {
-    move |e| EnvError::InVector {
-        index,
-        count,
-        source: Box::new(e),
-    }
 }
 
 impl VecEnv<EnvHandle> {
@@ -93,31 +146,32 @@ impl<E: Env> VecEnv<E> {
         })
     }
 
-    pub fn num_envs(&self) -> usize {
-        self.envs.len()
-    }
-
-    /// Flat length of one observation.
-    pub fn observation_dim(&self) -> usize {
-        self.obs_dim
-    }
-
-    pub fn observation_space(&self) -> &Space {
-        self.envs[0].observation_space()
-    }
-
-    pub fn action_space(&self) -> &Space {
-        self.envs[0].action_space()
-    }
-
     /// The envs themselves.
     pub fn envs(&self) -> &[E] {
         &self.envs
     }
+}
+
+impl<E: Env> VectorEnv for VecEnv<E> {
+    fn num_envs(&self) -> usize {
+        self.envs.len()
+    }
+
+    fn observation_dim(&self) -> usize {
+        self.obs_dim
+    }
+
+    fn observation_space(&self) -> &Space {
+        self.envs[0].observation_space()
+    }
+
+    fn action_space(&self) -> &Space {
+        self.envs[0].action_space()
+    }
 
     /// Resets every env; with `Some(seed)`, env `i` gets seed `seed + i`
     /// (as Gymnasium's vector envs). Returns the first observations.
-    pub fn reset(&mut self, seed: Option<u64>) -> Result<&[f32], EnvError> {
+    fn reset(&mut self, seed: Option<u64>) -> Result<(), EnvError> {
         let count = self.envs.len();
         for (i, (env, obs)) in self
             .envs
@@ -132,31 +186,19 @@ impl<E: Env> VecEnv<E> {
         self.terminated.fill(false);
         self.truncated.fill(false);
         self.has_reset = true;
-        Ok(&self.observations)
+        Ok(())
     }
 
     /// Steps every env once with its action; envs whose episode ended are
     /// reset at once (their final observation is kept, see above).
-    pub fn step(&mut self, actions: VecActions<'_>) -> Result<(), EnvError> {
+    fn step(&mut self, actions: VecActions<'_>) -> Result<(), EnvError> {
         let count = self.envs.len();
         if !self.has_reset {
             return Err(EnvError::ResetNeeded {
                 env: "vector env".to_string(),
             });
         }
-        let expected = match actions {
-            VecActions::Discrete(a) => (a.len(), count),
-            VecActions::Continuous(a) => (a.len(), count * self.action_dim),
-        };
-        if expected.0 != expected.1 {
-            return Err(EnvError::Other {
-                env: "vector env".to_string(),
-                message: format!(
-                    "got {} action values for {count} envs, expected {}",
-                    expected.0, expected.1
-                ),
-            });
-        }
+        check_action_count(actions, count, self.action_dim)?;
         let obs_rows = self.observations.chunks_exact_mut(self.obs_dim);
         let final_rows = self.final_observations.chunks_exact_mut(self.obs_dim);
         for (i, (env, (obs, final_obs))) in self.envs.iter_mut().zip(obs_rows.zip(final_rows)).enumerate() {
@@ -178,28 +220,28 @@ impl<E: Env> VecEnv<E> {
 
     /// Current observations, `num_envs × observation_dim`, env-major. For an
     /// env whose episode just ended this is the next episode's first one.
-    pub fn observations(&self) -> &[f32] {
+    fn observations(&self) -> &[f32] {
         &self.observations
     }
 
     /// Rewards of the last step.
-    pub fn rewards(&self) -> &[f64] {
+    fn rewards(&self) -> &[f64] {
         &self.rewards
     }
 
     /// `terminated` flags of the last step.
-    pub fn terminated(&self) -> &[bool] {
+    fn terminated(&self) -> &[bool] {
         &self.terminated
     }
 
     /// `truncated` flags of the last step.
-    pub fn truncated(&self) -> &[bool] {
+    fn truncated(&self) -> &[bool] {
         &self.truncated
     }
 
     /// The true final observation of env `i`, if its episode ended on the
     /// last step (terminated or truncated).
-    pub fn final_observation(&self, i: usize) -> Option<&[f32]> {
+    fn final_observation(&self, i: usize) -> Option<&[f32]> {
         if self.terminated.get(i).copied().unwrap_or(false) || self.truncated.get(i).copied().unwrap_or(false) {
             Some(&self.final_observations[i * self.obs_dim..(i + 1) * self.obs_dim])
         } else {

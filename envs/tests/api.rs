@@ -4,7 +4,7 @@
 use cml_envs::classic::{CartPole, MountainCarContinuous, Pendulum};
 use cml_envs::{
     make, make_with_time_limit, register, Action, Env, EnvError, EnvSpec, Params, Registry, Space, Step, VecActions,
-    VecEnv,
+    VecEnv, VectorEnv,
 };
 
 fn params(text: &str) -> Params {

@@ -84,11 +84,62 @@ impl CartPole {
         self.steps_beyond_terminated = None;
     }
 
-    fn write_obs(state: &[f64; 4], obs: &mut [f32]) {
+    pub(crate) fn write_obs(state: &[f64; 4], obs: &mut [f32]) {
         for (o, s) in obs.iter_mut().zip(state) {
             *o = *s as f32;
         }
     }
+}
+
+/// One Euler step of the cart-pole dynamics from `state`, given sin and cos
+/// of its angle and whether the force pushes right. Gymnasium's order of
+/// operations, term by term (`np.square(v)` is `v * v`). Shared by
+/// [`CartPole`] and [`super::CartPoleVec`] so both compute identical bits.
+#[inline(always)]
+pub(crate) fn dynamics(state: [f64; 4], sintheta: f64, costheta: f64, push_right: bool) -> [f64; 4] {
+    let [x, x_dot, theta, theta_dot] = state;
+    let force = if push_right { FORCE_MAG } else { -FORCE_MAG };
+    let temp = (force + POLEMASS_LENGTH * (theta_dot * theta_dot) * sintheta) / TOTAL_MASS;
+    let thetaacc =
+        (GRAVITY * sintheta - costheta * temp) / (LENGTH * (4.0 / 3.0 - MASSPOLE * (costheta * costheta) / TOTAL_MASS));
+    let xacc = temp - POLEMASS_LENGTH * thetaacc * costheta / TOTAL_MASS;
+    // Explicit Euler (kinematics_integrator == "euler").
+    [
+        x + TAU * x_dot,
+        x_dot + TAU * xacc,
+        theta + TAU * theta_dot,
+        theta_dot + TAU * thetaacc,
+    ]
+}
+
+/// Gymnasium's termination test on the float64 state, comparisons as
+/// written: a NaN state does not terminate (`!range.contains(&x)` would).
+#[inline(always)]
+#[allow(clippy::manual_range_contains)]
+pub(crate) fn is_terminal(state: &[f64; 4]) -> bool {
+    let (x, theta) = (state[0], state[2]);
+    x < -X_THRESHOLD || x > X_THRESHOLD || theta < -THETA_THRESHOLD_RADIANS || theta > THETA_THRESHOLD_RADIANS
+}
+
+/// The reward of a step that ends in `terminated`, for an episode that had
+/// not terminated before.
+#[inline(always)]
+pub(crate) fn reward(terminated: bool, sutton_barto_reward: bool) -> f64 {
+    match (terminated, sutton_barto_reward) {
+        (false, false) => 1.0,
+        (false, true) => 0.0,
+        (true, false) => 1.0,
+        (true, true) => -1.0,
+    }
+}
+
+/// `np_random.uniform(low=-0.05, high=0.05, size=(4,))`.
+pub(crate) fn initial_state(rng: &mut NumpyRng) -> [f64; 4] {
+    let mut state = [0.0; 4];
+    for s in &mut state {
+        *s = rng.uniform(-0.05, 0.05);
+    }
+    state
 }
 
 impl Env for CartPole {
@@ -102,12 +153,7 @@ impl Env for CartPole {
 
     fn reset(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Result<(), EnvError> {
         check_observation_buffer(ID, &self.observation_space, obs)?;
-        let rng = reset_rng(&mut self.rng, seed);
-        // np_random.uniform(low=-0.05, high=0.05, size=(4,))
-        let mut state = [0.0; 4];
-        for s in &mut state {
-            *s = rng.uniform(-0.05, 0.05);
-        }
+        let state = initial_state(reset_rng(&mut self.rng, seed));
         self.set_state(state);
         Self::write_obs(&state, obs);
         Ok(())
@@ -116,37 +162,15 @@ impl Env for CartPole {
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
         let action = discrete_action(ID, &self.action_space, action)?;
         check_observation_buffer(ID, &self.observation_space, obs)?;
-        let [mut x, mut x_dot, mut theta, mut theta_dot] = self
+        let state = self
             .state
             .ok_or_else(|| EnvError::ResetNeeded { env: ID.to_string() })?;
-
-        let force = if action == 1 { FORCE_MAG } else { -FORCE_MAG };
-        let costheta = theta.cos();
-        let sintheta = theta.sin();
-        // Gymnasium's order of operations, term by term (np.square is x*x).
-        let temp = (force + POLEMASS_LENGTH * (theta_dot * theta_dot) * sintheta) / TOTAL_MASS;
-        let thetaacc = (GRAVITY * sintheta - costheta * temp)
-            / (LENGTH * (4.0 / 3.0 - MASSPOLE * (costheta * costheta) / TOTAL_MASS));
-        let xacc = temp - POLEMASS_LENGTH * thetaacc * costheta / TOTAL_MASS;
-        // Explicit Euler (kinematics_integrator == "euler").
-        x += TAU * x_dot;
-        x_dot += TAU * xacc;
-        theta += TAU * theta_dot;
-        theta_dot += TAU * thetaacc;
-        let state = [x, x_dot, theta, theta_dot];
+        let (sintheta, costheta) = state[2].sin_cos();
+        let state = dynamics(state, sintheta, costheta, action == 1);
         self.state = Some(state);
-
-        // Gymnasium's comparisons as written: a NaN state does not terminate,
-        // whereas `!range.contains(&x)` would.
-        #[allow(clippy::manual_range_contains)]
-        let terminated =
-            x < -X_THRESHOLD || x > X_THRESHOLD || theta < -THETA_THRESHOLD_RADIANS || theta > THETA_THRESHOLD_RADIANS;
+        let terminated = is_terminal(&state);
         let reward = if !terminated {
-            if self.sutton_barto_reward {
-                0.0
-            } else {
-                1.0
-            }
+            reward(false, self.sutton_barto_reward)
         } else if let Some(beyond) = self.steps_beyond_terminated.as_mut() {
             // Stepping past termination is undefined in Gymnasium; it pays 0
             // (or −1 with the Sutton-Barto reward) and we do the same.
@@ -158,11 +182,7 @@ impl Env for CartPole {
             }
         } else {
             self.steps_beyond_terminated = Some(0);
-            if self.sutton_barto_reward {
-                -1.0
-            } else {
-                1.0
-            }
+            reward(true, self.sutton_barto_reward)
         };
         Self::write_obs(&state, obs);
         Ok(Step {

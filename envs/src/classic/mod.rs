@@ -10,12 +10,14 @@
 
 pub mod acrobot;
 pub mod cartpole;
+mod cartpole_vec;
 pub mod continuous_mountain_car;
 pub mod mountain_car;
 pub mod pendulum;
 
 pub use acrobot::Acrobot;
 pub use cartpole::CartPole;
+pub use cartpole_vec::CartPoleVec;
 pub use continuous_mountain_car::MountainCarContinuous;
 pub use mountain_car::MountainCar;
 pub use pendulum::Pendulum;
