@@ -6,7 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use cml_envs::rng::NumpyRng;
-use cml_envs::{make, make_vec, Action, Env, Params, Space, VecActions, VectorEnv};
+use cml_envs::{make, make_vec, Action, Env, Params, Space, VecActions};
 
 struct CountingAllocator;
 
