@@ -34,4 +34,4 @@ pub use registry::{
     registered_ids, EnvFactory, EnvHandle, EnvSpec, Registry, VecFactory,
 };
 pub use space::Space;
-pub use vector::{VecActions, VecEnv, VectorEnv};
+pub use vector::{VecActions, VecEnv, VecStepOutput, VectorEnv};

@@ -39,21 +39,83 @@ pub trait VectorEnv: Send {
     /// Steps every env once with its action; envs whose episode ended are
     /// reset at once (their final observation is kept).
     fn step(&mut self, actions: VecActions<'_>) -> Result<(), EnvError>;
+    /// What the last `reset` / `step` produced.
+    fn output(&self) -> &VecStepOutput;
     /// Current observations, `num_envs × observation_dim`, env-major. For an
     /// env whose episode just ended this is the next episode's first one.
-    fn observations(&self) -> &[f32];
+    fn observations(&self) -> &[f32] {
+        &self.output().observations
+    }
     /// Rewards of the last step.
-    fn rewards(&self) -> &[f64];
+    fn rewards(&self) -> &[f64] {
+        &self.output().rewards
+    }
     /// `terminated` flags of the last step.
-    fn terminated(&self) -> &[bool];
+    fn terminated(&self) -> &[bool] {
+        &self.output().terminated
+    }
     /// `truncated` flags of the last step.
-    fn truncated(&self) -> &[bool];
+    fn truncated(&self) -> &[bool] {
+        &self.output().truncated
+    }
     /// The true final observation of env `i`, if its episode ended on the
     /// last step (terminated or truncated).
-    fn final_observation(&self, i: usize) -> Option<&[f32]>;
+    fn final_observation(&self, i: usize) -> Option<&[f32]> {
+        self.output().final_observation(i)
+    }
     /// Flat length of one observation.
     fn observation_dim(&self) -> usize {
-        self.observation_space().flat_dim()
+        self.output().obs_dim
+    }
+}
+
+/// The buffers a vector step writes, allocated once: observations (with
+/// autoreset applied), the final observations of episodes that just ended,
+/// rewards and flags.
+#[derive(Clone, Debug)]
+pub struct VecStepOutput {
+    pub(crate) obs_dim: usize,
+    pub(crate) observations: Vec<f32>,
+    pub(crate) final_observations: Vec<f32>,
+    pub(crate) rewards: Vec<f64>,
+    pub(crate) terminated: Vec<bool>,
+    pub(crate) truncated: Vec<bool>,
+}
+
+impl VecStepOutput {
+    /// Zeroed buffers for `num_envs` envs with observations of `obs_dim`.
+    pub fn new(num_envs: usize, obs_dim: usize) -> Self {
+        VecStepOutput {
+            obs_dim,
+            observations: vec![0.0; num_envs * obs_dim],
+            final_observations: vec![0.0; num_envs * obs_dim],
+            rewards: vec![0.0; num_envs],
+            terminated: vec![false; num_envs],
+            truncated: vec![false; num_envs],
+        }
+    }
+
+    /// Clears rewards and flags (after a reset).
+    pub(crate) fn clear_step(&mut self) {
+        self.rewards.fill(0.0);
+        self.terminated.fill(false);
+        self.truncated.fill(false);
+    }
+
+    /// Env `i`'s observation row.
+    pub(crate) fn row_mut(&mut self, i: usize) -> &mut [f32] {
+        &mut self.observations[i * self.obs_dim..(i + 1) * self.obs_dim]
+    }
+
+    /// Copies env `i`'s current observation into its final-observation row.
+    pub(crate) fn keep_final(&mut self, i: usize) {
+        let range = i * self.obs_dim..(i + 1) * self.obs_dim;
+        self.final_observations[range.clone()].copy_from_slice(&self.observations[range]);
+    }
+
+    fn final_observation(&self, i: usize) -> Option<&[f32]> {
+        let done = self.terminated.get(i).copied().unwrap_or(false) || self.truncated.get(i).copied().unwrap_or(false);
+        done.then(|| &self.final_observations[i * self.obs_dim..(i + 1) * self.obs_dim])
     }
 }
 
@@ -85,13 +147,8 @@ pub(crate) fn in_vector(index: usize, count: usize) -> impl FnOnce(EnvError) -> 
 /// `N` [`Env`]s stepped together, with automatic reset.
 pub struct VecEnv<E: Env = EnvHandle> {
     envs: Vec<E>,
-    obs_dim: usize,
     action_dim: usize,
-    observations: Vec<f32>,
-    final_observations: Vec<f32>,
-    rewards: Vec<f64>,
-    terminated: Vec<bool>,
-    truncated: Vec<bool>,
+    output: VecStepOutput,
     has_reset: bool,
 }
 
@@ -135,13 +192,8 @@ impl<E: Env> VecEnv<E> {
         let action_dim = act_space.flat_dim();
         Ok(VecEnv {
             envs,
-            obs_dim,
             action_dim,
-            observations: vec![0.0; n * obs_dim],
-            final_observations: vec![0.0; n * obs_dim],
-            rewards: vec![0.0; n],
-            terminated: vec![false; n],
-            truncated: vec![false; n],
+            output: VecStepOutput::new(n, obs_dim),
             has_reset: false,
         })
     }
@@ -157,10 +209,6 @@ impl<E: Env> VectorEnv for VecEnv<E> {
         self.envs.len()
     }
 
-    fn observation_dim(&self) -> usize {
-        self.obs_dim
-    }
-
     fn observation_space(&self) -> &Space {
         self.envs[0].observation_space()
     }
@@ -169,28 +217,22 @@ impl<E: Env> VectorEnv for VecEnv<E> {
         self.envs[0].action_space()
     }
 
-    /// Resets every env; with `Some(seed)`, env `i` gets seed `seed + i`
-    /// (as Gymnasium's vector envs). Returns the first observations.
     fn reset(&mut self, seed: Option<u64>) -> Result<(), EnvError> {
         let count = self.envs.len();
         for (i, (env, obs)) in self
             .envs
             .iter_mut()
-            .zip(self.observations.chunks_exact_mut(self.obs_dim))
+            .zip(self.output.observations.chunks_exact_mut(self.output.obs_dim))
             .enumerate()
         {
             let s = seed.map(|s| s.wrapping_add(i as u64));
             env.reset(s, obs).map_err(in_vector(i, count))?;
         }
-        self.rewards.fill(0.0);
-        self.terminated.fill(false);
-        self.truncated.fill(false);
+        self.output.clear_step();
         self.has_reset = true;
         Ok(())
     }
 
-    /// Steps every env once with its action; envs whose episode ended are
-    /// reset at once (their final observation is kept, see above).
     fn step(&mut self, actions: VecActions<'_>) -> Result<(), EnvError> {
         let count = self.envs.len();
         if !self.has_reset {
@@ -199,53 +241,24 @@ impl<E: Env> VectorEnv for VecEnv<E> {
             });
         }
         check_action_count(actions, count, self.action_dim)?;
-        let obs_rows = self.observations.chunks_exact_mut(self.obs_dim);
-        let final_rows = self.final_observations.chunks_exact_mut(self.obs_dim);
-        for (i, (env, (obs, final_obs))) in self.envs.iter_mut().zip(obs_rows.zip(final_rows)).enumerate() {
+        for (i, env) in self.envs.iter_mut().enumerate() {
             let action = match actions {
                 VecActions::Discrete(a) => Action::Discrete(a[i]),
                 VecActions::Continuous(a) => Action::Continuous(&a[i * self.action_dim..(i + 1) * self.action_dim]),
             };
-            let step = env.step(action, obs).map_err(in_vector(i, count))?;
-            self.rewards[i] = step.reward;
-            self.terminated[i] = step.terminated;
-            self.truncated[i] = step.truncated;
+            let step = env.step(action, self.output.row_mut(i)).map_err(in_vector(i, count))?;
+            self.output.rewards[i] = step.reward;
+            self.output.terminated[i] = step.terminated;
+            self.output.truncated[i] = step.truncated;
             if step.done() {
-                final_obs.copy_from_slice(obs);
-                env.reset(None, obs).map_err(in_vector(i, count))?;
+                self.output.keep_final(i);
+                env.reset(None, self.output.row_mut(i)).map_err(in_vector(i, count))?;
             }
         }
         Ok(())
     }
 
-    /// Current observations, `num_envs × observation_dim`, env-major. For an
-    /// env whose episode just ended this is the next episode's first one.
-    fn observations(&self) -> &[f32] {
-        &self.observations
-    }
-
-    /// Rewards of the last step.
-    fn rewards(&self) -> &[f64] {
-        &self.rewards
-    }
-
-    /// `terminated` flags of the last step.
-    fn terminated(&self) -> &[bool] {
-        &self.terminated
-    }
-
-    /// `truncated` flags of the last step.
-    fn truncated(&self) -> &[bool] {
-        &self.truncated
-    }
-
-    /// The true final observation of env `i`, if its episode ended on the
-    /// last step (terminated or truncated).
-    fn final_observation(&self, i: usize) -> Option<&[f32]> {
-        if self.terminated.get(i).copied().unwrap_or(false) || self.truncated.get(i).copied().unwrap_or(false) {
-            Some(&self.final_observations[i * self.obs_dim..(i + 1) * self.obs_dim])
-        } else {
-            None
-        }
+    fn output(&self) -> &VecStepOutput {
+        &self.output
     }
 }

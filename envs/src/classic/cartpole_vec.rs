@@ -14,7 +14,7 @@ use crate::env::{Env, EnvError};
 use crate::params::{ParamReader, Params};
 use crate::rng::NumpyRng;
 use crate::space::Space;
-use crate::vector::{check_action_count, in_vector, VecActions, VectorEnv};
+use crate::vector::{check_action_count, in_vector, VecActions, VecStepOutput, VectorEnv};
 
 /// `num_envs` CartPole-v1 envs with automatic reset and a time limit.
 pub struct CartPoleVec {
@@ -30,12 +30,7 @@ pub struct CartPoleVec {
     push_right: Vec<bool>,
     elapsed: Vec<u64>,
     rngs: Vec<NumpyRng>,
-    // Outputs of the last step.
-    observations: Vec<f32>,
-    final_observations: Vec<f32>,
-    rewards: Vec<f64>,
-    terminated: Vec<bool>,
-    truncated: Vec<bool>,
+    output: VecStepOutput,
     has_reset: bool,
     observation_space: Space,
     action_space: Space,
@@ -65,11 +60,7 @@ impl CartPoleVec {
             push_right: vec![false; n],
             elapsed: vec![0; n],
             rngs: (0..n).map(|_| NumpyRng::from_os_entropy()).collect(),
-            observations: vec![0.0; 4 * n],
-            final_observations: vec![0.0; 4 * n],
-            rewards: vec![0.0; n],
-            terminated: vec![false; n],
-            truncated: vec![false; n],
+            output: VecStepOutput::new(n, 4),
             has_reset: false,
             observation_space: single.observation_space().clone(),
             action_space: single.action_space().clone(),
@@ -87,7 +78,7 @@ impl CartPoleVec {
         let s = initial_state(&mut self.rngs[i]);
         [self.x[i], self.x_dot[i], self.theta[i], self.theta_dot[i]] = s;
         self.elapsed[i] = 0;
-        CartPole::write_obs(&s, &mut self.observations[4 * i..4 * i + 4]);
+        CartPole::write_obs(&s, self.output.row_mut(i));
     }
 }
 
@@ -113,9 +104,7 @@ impl VectorEnv for CartPoleVec {
             }
             self.reset_env(i);
         }
-        self.rewards.fill(0.0);
-        self.terminated.fill(false);
-        self.truncated.fill(false);
+        self.output.clear_step();
         self.has_reset = true;
         Ok(())
     }
@@ -165,11 +154,12 @@ impl VectorEnv for CartPoleVec {
         // Pass 3: termination, reward and time limit, element-wise.
         let sutton_barto = self.sutton_barto_reward;
         let limit = self.max_episode_steps.unwrap_or(u64::MAX);
-        let flags = self
+        let out = &mut self.output;
+        let flags = out
             .terminated
             .iter_mut()
-            .zip(&mut self.truncated)
-            .zip(&mut self.rewards)
+            .zip(&mut out.truncated)
+            .zip(&mut out.rewards)
             .zip(&mut self.elapsed)
             .zip(self.x.iter().zip(&self.theta));
         for ((((term, trunc), reward_out), elapsed), (x, theta)) in flags {
@@ -184,42 +174,21 @@ impl VectorEnv for CartPoleVec {
             .iter()
             .zip(&self.x_dot)
             .zip(self.theta.iter().zip(&self.theta_dot));
-        for (obs, ((x, x_dot), (theta, theta_dot))) in self.observations.chunks_exact_mut(4).zip(states) {
+        for (obs, ((x, x_dot), (theta, theta_dot))) in self.output.observations.chunks_exact_mut(4).zip(states) {
             obs.copy_from_slice(&[*x as f32, *x_dot as f32, *theta as f32, *theta_dot as f32]);
         }
         // Pass 5: autoreset the (few) envs whose episode ended.
         for i in 0..n {
-            if self.terminated[i] || self.truncated[i] {
-                let (obs, fin) = (
-                    &self.observations[4 * i..4 * i + 4],
-                    &mut self.final_observations[4 * i..4 * i + 4],
-                );
-                fin.copy_from_slice(obs);
+            if self.output.terminated[i] || self.output.truncated[i] {
+                self.output.keep_final(i);
                 self.reset_env(i);
             }
         }
         Ok(())
     }
 
-    fn observations(&self) -> &[f32] {
-        &self.observations
-    }
-
-    fn rewards(&self) -> &[f64] {
-        &self.rewards
-    }
-
-    fn terminated(&self) -> &[bool] {
-        &self.terminated
-    }
-
-    fn truncated(&self) -> &[bool] {
-        &self.truncated
-    }
-
-    fn final_observation(&self, i: usize) -> Option<&[f32]> {
-        let done = self.terminated.get(i).copied().unwrap_or(false) || self.truncated.get(i).copied().unwrap_or(false);
-        done.then(|| &self.final_observations[4 * i..4 * i + 4])
+    fn output(&self) -> &VecStepOutput {
+        &self.output
     }
 }
 
