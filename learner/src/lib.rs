@@ -1,5 +1,8 @@
 //! `cml-learner`: candle policy networks, V-trace, the IMPALA loss, optimizers
 //! and checkpoints.
 //!
-//! Not built yet: this crate is filled by the learner issue. It deliberately
-//! exports nothing, so no caller can mistake it for a working component.
+//! Built so far: [`vtrace`] (matched against the reference cases in
+//! `tests/fixtures/vtrace_cases.json`). Not built yet: networks, the loss,
+//! optimizers, the learner step and checkpoints (see ARCHITECTURE.md, Status).
+
+pub mod vtrace;
