@@ -1,8 +1,18 @@
-//! `cml-learner`: candle policy networks, V-trace, the IMPALA loss, optimizers
-//! and checkpoints.
+//! `cml-learner`: V-trace, the IMPALA loss, optimizers, the learner step
+//! and checkpoints, on candle (CPU, or CUDA with the `cuda` feature). The
+//! network itself lives in `cml-policy`, shared with actor hosts.
 //!
-//! Built so far: [`vtrace`] (matched against the reference cases in
-//! `tests/fixtures/vtrace_cases.json`). Not built yet: networks, the loss,
-//! optimizers, the learner step and checkpoints (see ARCHITECTURE.md, Status).
+//! - [`vtrace`]: V-trace, matched against the reference cases.
+//! - [`loss`]: the IMPALA actor-critic loss, reward clipping, truncation
+//!   bootstrapping.
+//! - [`optim`]: RMSProp, Adam, global-norm clipping, linear LR decay.
+//! - [`learner`]: [`Learner::step`] on an [`UnrollBatch`].
+//! - [`checkpoint`]: atomic safetensors checkpoints with a manifest.
 
+pub mod checkpoint;
+pub mod learner;
+pub mod loss;
+pub mod optim;
 pub mod vtrace;
+
+pub use learner::{parse_device, Learner, LearnerConfig, LearnerError, OptimizerConfig, StepReport, UnrollBatch};

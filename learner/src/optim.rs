@@ -1,0 +1,430 @@
+//! Optimizers (candle-nn has no RMSProp), global-norm gradient clipping
+//! (candle has none) and the linear learning-rate decay.
+//!
+//! Both optimizers implement candle-nn's [`Optimizer`] trait and
+//! [`OptimizerState`], which exposes their state by name so checkpoints can
+//! save and restore it exactly.
+
+use std::collections::HashMap;
+
+use candle_core::backprop::GradStore;
+use candle_core::{Result, Tensor, Var};
+use candle_nn::Optimizer;
+use serde::{Deserialize, Serialize};
+
+/// Variables with stable names (the names checkpoints use).
+pub type NamedVars = Vec<(String, Var)>;
+
+fn positional_names(vars: Vec<Var>) -> NamedVars {
+    vars.into_iter()
+        .enumerate()
+        .map(|(i, v)| (format!("param.{i}"), v))
+        .collect()
+}
+
+/// Optimizer state as named tensors, for checkpoints.
+pub trait OptimizerState {
+    /// Every state tensor, by name (plus scalar state as 0-d tensors).
+    fn state(&self) -> Result<Vec<(String, Tensor)>>;
+    /// Restores what [`OptimizerState::state`] returned; every name must be there.
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()>;
+}
+
+fn take(state: &HashMap<String, Tensor>, name: &str, like: &Tensor) -> Result<Tensor> {
+    let t = state
+        .get(name)
+        .ok_or_else(|| candle_core::Error::Msg(format!("optimizer state `{name}` is missing")))?;
+    if t.dims() != like.dims() {
+        return Err(candle_core::Error::Msg(format!(
+            "optimizer state `{name}` has shape {:?}, expected {:?}",
+            t.dims(),
+            like.dims()
+        )));
+    }
+    t.to_device(like.device())?.to_dtype(like.dtype())
+}
+
+/// RMSProp as IMPALA's public implementations run it (decay 0.99, ε 0.01,
+/// momentum 0), in PyTorch's form:
+/// v ← α v + (1 − α) g²;  θ ← θ − lr · g / (√v + ε), with v starting at 0.
+/// (TensorFlow's RMSPropOptimizer puts ε inside the square root and starts
+/// v at 1; with ε = 0.01 the two differ mostly in the first steps.)
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RmsPropConfig {
+    pub lr: f64,
+    #[serde(default = "default_rms_decay")]
+    pub decay: f64,
+    #[serde(default = "default_rms_eps")]
+    pub epsilon: f64,
+}
+
+fn default_rms_decay() -> f64 {
+    0.99
+}
+fn default_rms_eps() -> f64 {
+    0.01
+}
+
+pub struct RmsProp {
+    vars: NamedVars,
+    square_avg: Vec<Var>,
+    config: RmsPropConfig,
+}
+
+impl RmsProp {
+    /// With stable names for the variables (used in checkpoints).
+    pub fn with_names(vars: NamedVars, config: RmsPropConfig) -> Result<Self> {
+        let square_avg = vars
+            .iter()
+            .map(|(_, v)| Var::zeros(v.shape(), v.dtype(), v.device()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RmsProp {
+            vars,
+            square_avg,
+            config,
+        })
+    }
+}
+
+impl Optimizer for RmsProp {
+    type Config = RmsPropConfig;
+
+    fn new(vars: Vec<Var>, config: RmsPropConfig) -> Result<Self> {
+        Self::with_names(positional_names(vars), config)
+    }
+
+    fn step(&mut self, grads: &GradStore) -> Result<()> {
+        let RmsPropConfig { lr, decay, epsilon } = self.config;
+        for ((_, var), sq) in self.vars.iter().zip(&self.square_avg) {
+            let Some(g) = grads.get(var) else { continue };
+            let v = ((sq.as_tensor() * decay)? + (g.sqr()? * (1.0 - decay))?)?;
+            let update = (g / (v.sqrt()? + epsilon)?)?;
+            var.set(&(var.as_tensor() - (update * lr)?)?)?;
+            sq.set(&v)?;
+        }
+        Ok(())
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.config.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.config.lr = lr;
+    }
+}
+
+impl OptimizerState for RmsProp {
+    fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(self
+            .vars
+            .iter()
+            .zip(&self.square_avg)
+            .map(|((name, _), sq)| (format!("rmsprop.square_avg.{name}"), sq.as_tensor().clone()))
+            .collect())
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        for ((name, _), sq) in self.vars.iter().zip(&self.square_avg) {
+            sq.set(&take(state, &format!("rmsprop.square_avg.{name}"), sq.as_tensor())?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Adam (Kingma & Ba), bias-corrected:
+/// m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; θ ← θ − lr · m̂ / (√v̂ + ε).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdamConfig {
+    pub lr: f64,
+    #[serde(default = "default_beta1")]
+    pub beta1: f64,
+    #[serde(default = "default_beta2")]
+    pub beta2: f64,
+    #[serde(default = "default_adam_eps")]
+    pub epsilon: f64,
+}
+
+fn default_beta1() -> f64 {
+    0.9
+}
+fn default_beta2() -> f64 {
+    0.999
+}
+fn default_adam_eps() -> f64 {
+    1e-8
+}
+
+pub struct Adam {
+    vars: NamedVars,
+    first: Vec<Var>,
+    second: Vec<Var>,
+    steps: u64,
+    config: AdamConfig,
+}
+
+impl Adam {
+    /// With stable names for the variables (used in checkpoints).
+    pub fn with_names(vars: NamedVars, config: AdamConfig) -> Result<Self> {
+        let zeros = |vars: &NamedVars| {
+            vars.iter()
+                .map(|(_, v)| Var::zeros(v.shape(), v.dtype(), v.device()))
+                .collect::<Result<Vec<_>>>()
+        };
+        Ok(Adam {
+            first: zeros(&vars)?,
+            second: zeros(&vars)?,
+            vars,
+            steps: 0,
+            config,
+        })
+    }
+}
+
+impl Optimizer for Adam {
+    type Config = AdamConfig;
+
+    fn new(vars: Vec<Var>, config: AdamConfig) -> Result<Self> {
+        Self::with_names(positional_names(vars), config)
+    }
+
+    fn step(&mut self, grads: &GradStore) -> Result<()> {
+        self.steps += 1;
+        let AdamConfig {
+            lr,
+            beta1,
+            beta2,
+            epsilon,
+        } = self.config;
+        let t = self.steps as i32;
+        let (c1, c2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
+        for (((_, var), m), v) in self.vars.iter().zip(&self.first).zip(&self.second) {
+            let Some(g) = grads.get(var) else { continue };
+            let m_new = ((m.as_tensor() * beta1)? + (g * (1.0 - beta1))?)?;
+            let v_new = ((v.as_tensor() * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
+            let m_hat = (&m_new / c1)?;
+            let v_hat = (&v_new / c2)?;
+            let update = (m_hat / (v_hat.sqrt()? + epsilon)?)?;
+            var.set(&(var.as_tensor() - (update * lr)?)?)?;
+            m.set(&m_new)?;
+            v.set(&v_new)?;
+        }
+        Ok(())
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.config.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.config.lr = lr;
+    }
+}
+
+impl OptimizerState for Adam {
+    fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        let device = self
+            .vars
+            .first()
+            .map(|(_, v)| v.device().clone())
+            .unwrap_or(candle_core::Device::Cpu);
+        let mut out = vec![("adam.steps".to_string(), Tensor::new(self.steps as f64, &device)?)];
+        for (((name, _), m), v) in self.vars.iter().zip(&self.first).zip(&self.second) {
+            out.push((format!("adam.m.{name}"), m.as_tensor().clone()));
+            out.push((format!("adam.v.{name}"), v.as_tensor().clone()));
+        }
+        Ok(out)
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        let steps = state
+            .get("adam.steps")
+            .ok_or_else(|| candle_core::Error::Msg("optimizer state `adam.steps` is missing".into()))?;
+        self.steps = steps.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()? as u64;
+        for (((name, _), m), v) in self.vars.iter().zip(&self.first).zip(&self.second) {
+            m.set(&take(state, &format!("adam.m.{name}"), m.as_tensor())?)?;
+            v.set(&take(state, &format!("adam.v.{name}"), v.as_tensor())?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Scales the gradients of `vars` so their global L2 norm is at most
+/// `max_norm` (TensorFlow's `clip_by_global_norm`: g · max_norm /
+/// max(norm, max_norm)). Returns the norm before clipping.
+pub fn clip_grad_norm(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<f64> {
+    let mut sum_sq = 0.0f64;
+    for var in vars {
+        if let Some(g) = grads.get(var) {
+            sum_sq += g
+                .sqr()?
+                .sum_all()?
+                .to_dtype(candle_core::DType::F64)?
+                .to_scalar::<f64>()?;
+        }
+    }
+    let norm = sum_sq.sqrt();
+    if norm > max_norm && norm.is_finite() {
+        let scale = max_norm / norm;
+        for var in vars {
+            if let Some(g) = grads.get(var) {
+                let clipped = (g * scale)?;
+                grads.insert(var, clipped);
+            }
+        }
+    }
+    Ok(norm)
+}
+
+/// The learning rate after `frames` env frames, decaying linearly from
+/// `initial` to zero at `total_frames` (IMPALA's schedule).
+pub fn linear_decay(initial: f64, frames: u64, total_frames: u64) -> f64 {
+    if total_frames == 0 {
+        return initial;
+    }
+    initial * (1.0 - (frames as f64 / total_frames as f64)).max(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn grads_for(var: &Var, loss: Tensor) -> GradStore {
+        let g = loss.backward().unwrap();
+        assert!(g.get(var).is_some());
+        g
+    }
+
+    #[test]
+    fn rmsprop_step_matches_a_hand_computation() {
+        // θ = [1, −2], loss = ½ Σ θ² so g = θ.
+        let var = Var::new(&[1.0f32, -2.0], &Device::Cpu).unwrap();
+        let mut opt = RmsProp::new(
+            vec![var.clone()],
+            RmsPropConfig {
+                lr: 0.1,
+                decay: 0.99,
+                epsilon: 0.01,
+            },
+        )
+        .unwrap();
+        let g = grads_for(&var, (var.as_tensor().sqr().unwrap().sum_all().unwrap() * 0.5).unwrap());
+        opt.step(&g).unwrap();
+        // v = 0.01 g²; √v = 0.1 |g|; θ −= 0.1 g / (0.1|g| + 0.01)
+        let want = [
+            1.0 - 0.1 * 1.0 / (0.1 * 1.0 + 0.01),
+            -2.0 + 0.1 * 2.0 / (0.1 * 2.0 + 0.01),
+        ];
+        let got = var.as_tensor().to_vec1::<f32>().unwrap();
+        for (g, w) in got.iter().zip(want) {
+            assert!((f64::from(*g) - w).abs() < 1e-6, "{got:?} vs {want:?}");
+        }
+        // Second step: v = 0.99 v₁ + 0.01 g₂².
+        let g1 = [1.0f64, -2.0];
+        let g2: Vec<f64> = got.iter().map(|x| f64::from(*x)).collect();
+        let g = grads_for(&var, (var.as_tensor().sqr().unwrap().sum_all().unwrap() * 0.5).unwrap());
+        opt.step(&g).unwrap();
+        let got2 = var.as_tensor().to_vec1::<f32>().unwrap();
+        for i in 0..2 {
+            let v = 0.99 * 0.01 * g1[i] * g1[i] + 0.01 * g2[i] * g2[i];
+            let want = g2[i] - 0.1 * g2[i] / (v.sqrt() + 0.01);
+            assert!((f64::from(got2[i]) - want).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn adam_first_step_moves_by_lr() {
+        // Bias correction makes Adam's first step ≈ lr · sign(g).
+        let var = Var::new(&[3.0f32, -0.5], &Device::Cpu).unwrap();
+        let mut opt = Adam::new(
+            vec![var.clone()],
+            AdamConfig {
+                lr: 0.01,
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+            },
+        )
+        .unwrap();
+        let g = grads_for(&var, (var.as_tensor().sqr().unwrap().sum_all().unwrap() * 0.5).unwrap());
+        opt.step(&g).unwrap();
+        let got = var.as_tensor().to_vec1::<f32>().unwrap();
+        assert!((got[0] - 2.99).abs() < 1e-6 && (got[1] + 0.49).abs() < 1e-6, "{got:?}");
+    }
+
+    #[test]
+    fn global_norm_clipping_hits_the_exact_norm() {
+        let a = Var::new(&[3.0f32, 0.0], &Device::Cpu).unwrap();
+        let b = Var::new(&[0.0f32, 4.0], &Device::Cpu).unwrap();
+        // g_a = [3, 0], g_b = [0, 4]: global norm 5.
+        let loss = ((a.as_tensor().sqr().unwrap().sum_all().unwrap()
+            + b.as_tensor().sqr().unwrap().sum_all().unwrap())
+        .unwrap()
+            * 0.5)
+            .unwrap();
+        let mut grads = loss.backward().unwrap();
+        let vars = [a.clone(), b.clone()];
+        let norm = clip_grad_norm(&mut grads, &vars, 2.0).unwrap();
+        assert!((norm - 5.0).abs() < 1e-6);
+        let ga = grads.get(&a).unwrap().to_vec1::<f32>().unwrap();
+        let gb = grads.get(&b).unwrap().to_vec1::<f32>().unwrap();
+        assert!(
+            (ga[0] - 1.2).abs() < 1e-6 && (gb[1] - 1.6).abs() < 1e-6,
+            "{ga:?} {gb:?}"
+        );
+        let after = clip_grad_norm(&mut grads, &vars, 2.0).unwrap();
+        assert!((after - 2.0).abs() < 1e-6, "clipped to exactly 2: {after}");
+        // Under the limit: untouched.
+        let again = clip_grad_norm(&mut grads, &vars, 10.0).unwrap();
+        assert!((again - 2.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn learning_rate_decays_linearly_to_zero() {
+        assert_eq!(linear_decay(0.5, 0, 100), 0.5);
+        assert!((linear_decay(0.5, 25, 100) - 0.375).abs() < 1e-12);
+        assert_eq!(linear_decay(0.5, 100, 100), 0.0);
+        assert_eq!(linear_decay(0.5, 150, 100), 0.0);
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let var = Var::new(&[1.0f32, 2.0], &Device::Cpu).unwrap();
+        let mut opt = Adam::new(
+            vec![var.clone()],
+            AdamConfig {
+                lr: 0.1,
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+            },
+        )
+        .unwrap();
+        let g = grads_for(&var, var.as_tensor().sqr().unwrap().sum_all().unwrap());
+        opt.step(&g).unwrap();
+        let state: HashMap<String, Tensor> = opt.state().unwrap().into_iter().collect();
+        let var2 = Var::new(&[1.0f32, 2.0], &Device::Cpu).unwrap();
+        let mut opt2 = Adam::new(
+            vec![var2],
+            AdamConfig {
+                lr: 0.1,
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+            },
+        )
+        .unwrap();
+        opt2.load_state(&state).unwrap();
+        assert_eq!(opt2.steps, 1);
+        let mut partial = state.clone();
+        partial.remove("adam.m.param.0");
+        assert!(opt2
+            .load_state(&partial)
+            .unwrap_err()
+            .to_string()
+            .contains("adam.m.param.0"));
+    }
+}
