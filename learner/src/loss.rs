@@ -307,7 +307,8 @@ mod tests {
         .unwrap();
         // On-policy V-trace = n-step returns: v_1 = 0.5 + 0.9·3 = 3.2, v_0 = 1 + 0.9·3.2 = 3.88.
         // pg_adv_0 = 1 + 0.9·3.2 − 1 = 2.88; pg_adv_1 = 0.5 + 0.9·3 − 2 = 1.2.
-        let policy = -(2.88 * -0.5 + 1.2 * -1.0);
+        let (logp0, logp1) = (-0.5, -1.0);
+        let policy = -(2.88 * logp0 + 1.2 * logp1);
         let baseline = 0.5 * ((3.88f64 - 1.0).powi(2) + (3.2f64 - 2.0).powi(2));
         let total = policy + 0.5 * baseline - 0.1 * 1.0;
         assert!((f64::from(out.policy_loss) - policy).abs() < 1e-5);

@@ -121,9 +121,7 @@ fn keeps_the_last_k_and_refuses_corrupt_files() {
     std::fs::write(&newest, b"not a checkpoint at all").unwrap();
     assert!(Checkpointer::load(&newest, &Device::Cpu).is_err());
     let mut other = learner(4, OptimizerConfig::default());
-    let e = Checkpointer::restore(&mut other, &previous, Some("0000000000000000"))
-        .err()
-        .expect("fingerprint");
+    let e = Checkpointer::restore(&mut other, &previous, Some("0000000000000000")).expect_err("fingerprint");
     assert!(e.to_string().contains("written for config"), "{e}");
 
     // A checkpoint of another optimizer changes nothing.

@@ -189,7 +189,7 @@ impl PolicyNet {
         if obs_dim == 0 {
             return Err(PolicyError::Config("observation dimension is 0".into()));
         }
-        if config.hidden.iter().any(|h| *h == 0) {
+        if config.hidden.contains(&0) {
             return Err(PolicyError::Config(format!(
                 "hidden layer sizes must be positive, got {:?}",
                 config.hidden
