@@ -133,15 +133,27 @@ pub fn from_importance_weights(
     let deltas = (&clipped_rhos * ((&rewards + (&discounts * &values_t_plus_1)?)? - &values)?)?;
 
     // Backward recursion: (v_t − V_t) = δ_t + γ_t c_t (v_{t+1} − V_{t+1}).
+    // A scan over T of [B] rows: done on the host in f64 (two small copies
+    // instead of ~4T tiny tensor ops or kernel launches).
     let discounted_cs = (&discounts * &cs)?;
-    let mut acc = Tensor::zeros(batch, values.dtype(), values.device())?;
-    let mut vs_minus_v = Vec::with_capacity(t_len);
+    let deltas_host = deltas.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+    let dcs_host = discounted_cs.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+    let mut vs_minus_v = vec![0.0f64; t_len * batch];
+    let mut acc = vec![0.0f64; batch];
     for t in (0..t_len).rev() {
-        acc = (deltas.get(t)? + (discounted_cs.get(t)? * &acc)?)?;
-        vs_minus_v.push(acc.clone());
+        let row = t * batch..(t + 1) * batch;
+        for (((out, a), d), dc) in vs_minus_v[row.clone()]
+            .iter_mut()
+            .zip(acc.iter_mut())
+            .zip(&deltas_host[row.clone()])
+            .zip(&dcs_host[row])
+        {
+            *a = d + dc * *a;
+            *out = *a;
+        }
     }
-    vs_minus_v.reverse();
-    let vs = (Tensor::stack(&vs_minus_v, 0)? + &values)?;
+    let vs_minus_v = Tensor::from_vec(vs_minus_v, (t_len, batch), values.device())?.to_dtype(values.dtype())?;
+    let vs = (vs_minus_v + &values)?;
 
     // v_{t+1}, with v_T = bootstrap_value.
     let vs_t_plus_1 = Tensor::cat(&[vs.narrow(0, 1, t_len - 1)?, bootstrap_row], 0)?;

@@ -1,0 +1,54 @@
+//! Learner samples/s on CPU: one IMPALA update (forward over T+1 steps,
+//! V-trace, loss, backward, global-norm clipping, RMSProp) of an MLP 64×64
+//! on a batch of 32 unrolls × T = 20 of CartPole-shaped data (obs 4,
+//! 2 actions). `benches/learner_bench.sh` runs it beside the same update in
+//! PyTorch (`benches/torch_learner_step.py`) and prints the ratio.
+
+use candle_core::{Device, Tensor};
+use cml_learner::optim::RmsPropConfig;
+use cml_learner::{Learner, LearnerConfig, OptimizerConfig, UnrollBatch};
+use cml_policy::{ActionKind, NetConfig};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+const T: usize = 20;
+const B: usize = 32;
+const OBS: usize = 4;
+
+fn batch() -> UnrollBatch {
+    let dev = Device::Cpu;
+    let mut s: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 40) as f32 / (1u64 << 24) as f32
+    };
+    let obs: Vec<f32> = (0..(T + 1) * B * OBS).map(|_| next() * 2.0 - 1.0).collect();
+    let actions: Vec<u32> = (0..T * B).map(|_| u32::from(next() < 0.5)).collect();
+    let terminated: Vec<f32> = (0..T * B).map(|_| f32::from(u8::from(next() < 0.05))).collect();
+    UnrollBatch {
+        observations: Tensor::from_vec(obs, (T + 1, B, OBS), &dev).unwrap(),
+        actions: Tensor::from_vec(actions, (T, B), &dev).unwrap(),
+        behaviour_log_probs: Tensor::full(0.5f32.ln(), (T, B), &dev).unwrap(),
+        rewards: Tensor::ones((T, B), candle_core::DType::F32, &dev).unwrap(),
+        terminated: Tensor::from_vec(terminated, (T, B), &dev).unwrap(),
+        truncated: Tensor::zeros((T, B), candle_core::DType::F32, &dev).unwrap(),
+        final_observations: None,
+    }
+}
+
+fn learner_step(c: &mut Criterion) {
+    let config = LearnerConfig {
+        optimizer: OptimizerConfig::Rmsprop(RmsPropConfig { lr: 6e-4, decay: 0.99, epsilon: 0.01 }),
+        ..Default::default()
+    };
+    let mut learner = Learner::new(OBS, ActionKind::Categorical(2), &NetConfig::default(), config).expect("learner");
+    let batch = batch();
+    let mut group = c.benchmark_group("learner");
+    group.throughput(Throughput::Elements((T * B) as u64));
+    group.bench_function("mlp64x64_b32_t20", |b| b.iter(|| learner.step(&batch).expect("step")));
+    group.finish();
+}
+
+criterion_group!(benches, learner_step);
+criterion_main!(benches);
