@@ -39,7 +39,11 @@ fn batch() -> UnrollBatch {
 
 fn learner_step(c: &mut Criterion) {
     let config = LearnerConfig {
-        optimizer: OptimizerConfig::Rmsprop(RmsPropConfig { lr: 6e-4, decay: 0.99, epsilon: 0.01 }),
+        optimizer: OptimizerConfig::Rmsprop(RmsPropConfig {
+            lr: 6e-4,
+            decay: 0.99,
+            epsilon: 0.01,
+        }),
         ..Default::default()
     };
     let mut learner = Learner::new(OBS, ActionKind::Categorical(2), &NetConfig::default(), config).expect("learner");

@@ -1,0 +1,105 @@
+//! The learner step's contract: metrics and priorities for good batches,
+//! clear errors and unchanged parameters for bad ones.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use cml_learner::{Learner, LearnerConfig, LearnerError};
+use cml_policy::{ActionKind, NetConfig};
+use common::synthetic_batch;
+
+fn params(l: &Learner) -> Vec<Vec<f32>> {
+    l.parameters()
+        .into_iter()
+        .map(|(_, t)| t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        .collect()
+}
+
+#[test]
+fn discrete_step_reports_metrics_and_priorities() {
+    let mut l = Learner::new(
+        4,
+        ActionKind::Categorical(2),
+        &NetConfig::default(),
+        LearnerConfig::default(),
+    )
+    .unwrap();
+    let before = params(&l);
+    let r = l.step(&synthetic_batch(1, 20, 8, 4, 2)).unwrap();
+    assert_ne!(params(&l), before, "parameters moved");
+    assert_eq!(r.priorities.len(), 8);
+    assert!(r.priorities.iter().all(|p| p.is_finite() && *p >= 0.0));
+    assert!(r.grad_norm > 0.0 && r.entropy > 0.0 && r.entropy <= 2f32.ln() + 1e-5);
+    assert!(r.mean_rho > 0.0 && (0.0..=1.0).contains(&r.rho_clipped_fraction));
+    assert_eq!((l.steps(), l.frames()), (1, 160));
+}
+
+#[test]
+fn continuous_step_trains_the_gaussian_head() {
+    let (t, b, a) = (10, 4, 2);
+    let dev = Device::Cpu;
+    let mut l = Learner::new(
+        3,
+        ActionKind::Gaussian(a),
+        &NetConfig::default(),
+        LearnerConfig::default(),
+    )
+    .unwrap();
+    let batch = cml_learner::UnrollBatch {
+        observations: Tensor::rand(-1f32, 1f32, (t + 1, b, 3), &dev).unwrap(),
+        actions: Tensor::rand(-1f32, 1f32, (t, b, a), &dev).unwrap(),
+        behaviour_log_probs: Tensor::full(-2.0f32, (t, b), &dev).unwrap(),
+        rewards: Tensor::rand(-1f32, 0f32, (t, b), &dev).unwrap(),
+        terminated: Tensor::zeros((t, b), DType::F32, &dev).unwrap(),
+        truncated: Tensor::zeros((t, b), DType::F32, &dev).unwrap(),
+        final_observations: None,
+    };
+    let before = params(&l);
+    let r = l.step(&batch).unwrap();
+    assert!(r.total_loss.is_finite() && r.grad_norm.is_finite());
+    assert_ne!(params(&l), before);
+    // Discrete actions for a Gaussian head are a shape error.
+    let mut wrong = batch.clone();
+    wrong.actions = Tensor::zeros((t, b), DType::U32, &dev).unwrap();
+    assert!(matches!(l.step(&wrong), Err(LearnerError::Batch(_))));
+}
+
+#[test]
+fn bad_batches_are_refused_and_change_nothing() {
+    let mut l = Learner::new(
+        4,
+        ActionKind::Categorical(2),
+        &NetConfig::default(),
+        LearnerConfig::default(),
+    )
+    .unwrap();
+    let before = params(&l);
+
+    let mut nan = synthetic_batch(2, 5, 4, 4, 2);
+    nan.rewards = (nan.rewards * f64::NAN).unwrap();
+    let e = l.step(&nan).unwrap_err();
+    assert!(matches!(e, LearnerError::NonFinite { .. }), "{e}");
+    assert!(e.to_string().contains("parameters are unchanged"));
+
+    let mut shape = synthetic_batch(3, 5, 4, 4, 2);
+    shape.rewards = Tensor::zeros((5, 3), DType::F32, &Device::Cpu).unwrap();
+    let e = l.step(&shape).unwrap_err();
+    assert!(
+        e.to_string().contains("rewards has shape [5, 3], expected [5, 4]"),
+        "{e}"
+    );
+
+    let mut action = synthetic_batch(4, 5, 4, 4, 2);
+    action.actions = Tensor::full(7u32, (5, 4), &Device::Cpu).unwrap();
+    let e = l.step(&action).unwrap_err();
+    assert!(e.to_string().contains("action 7 is outside Discrete(2)"), "{e}");
+
+    let mut missing = synthetic_batch(5, 5, 4, 4, 2);
+    missing.truncated = Tensor::ones((5, 4), DType::F32, &Device::Cpu).unwrap();
+    missing.final_observations = None;
+    let e = l.step(&missing).unwrap_err();
+    assert!(e.to_string().contains("final_observations are missing"), "{e}");
+
+    assert_eq!(params(&l), before);
+    assert_eq!(l.steps(), 0);
+}
