@@ -86,9 +86,10 @@ fn clip_above(x: &Tensor, threshold: Option<f32>) -> candle_core::Result<Tensor>
 /// - v_t = V_t + δ_t + γ_t c_t (v_{t+1} − V_{t+1})
 /// - pg_advantage_t = min(ρ̄_pg, ρ_t) (r_t + γ_t v_{t+1} − V_t), v_T = bootstrap
 ///
-/// `discounts` is γ·(1 − terminated): zero exactly where an episode
-/// terminated, γ elsewhere (including time-limit truncations, where
-/// `values`/`bootstrap_value` come from the true final observation).
+/// `discounts` is γ_t: 0 where the episode ended at step t, γ elsewhere.
+/// A time-limit truncation still bootstraps from the true final observation:
+/// the learner folds γ·V(x_final) into that step's reward first
+/// ([`crate::loss::bootstrap_truncated`]).
 #[allow(clippy::too_many_arguments)]
 pub fn from_importance_weights(
     log_rhos: &Tensor,
