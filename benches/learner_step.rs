@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 use cml_learner::optim::RmsPropConfig;
 use cml_learner::{Learner, LearnerConfig, OptimizerConfig, UnrollBatch};
 use cml_policy::{ActionKind, NetConfig};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 
 const T: usize = 20;
 const B: usize = 32;
@@ -55,4 +55,11 @@ fn learner_step(c: &mut Criterion) {
 }
 
 criterion_group!(benches, learner_step);
-criterion_main!(benches);
+
+fn main() {
+    // The learner's default: candle's CPU kernels on one thread
+    // (`learner.cpu_threads`), set before any thread starts.
+    cml_learner::set_cpu_threads(LearnerConfig::default().cpu_threads);
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -3,6 +3,7 @@
 lambda = 1), IMPALA loss with sums (baseline_cost 0.5, entropy_cost 0.01),
 global-norm clipping at 40, RMSprop(lr 6e-4, alpha 0.99, eps 0.01), on a
 batch of 32 unrolls x T = 20 (obs 4, 2 actions). Prints one JSON object.
+Arguments: seconds to measure, threads (0: PyTorch's default).
 """
 
 import json
@@ -47,7 +48,9 @@ def vtrace(log_rhos, discounts, rewards, values, bootstrap):
     return vs, pg_adv
 
 
-def main(seconds):
+def main(seconds, threads):
+    if threads:
+        torch.set_num_threads(threads)
     torch.manual_seed(0)
     net = Net()
     opt = torch.optim.RMSprop(net.parameters(), lr=6e-4, alpha=0.99, eps=0.01)
@@ -91,4 +94,4 @@ def main(seconds):
 
 
 if __name__ == "__main__":
-    main(float(sys.argv[1]) if len(sys.argv) > 1 else 5.0)
+    main(float(sys.argv[1]) if len(sys.argv) > 1 else 5.0, int(sys.argv[2]) if len(sys.argv) > 2 else 0)

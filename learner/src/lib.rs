@@ -15,4 +15,6 @@ pub mod loss;
 pub mod optim;
 pub mod vtrace;
 
-pub use learner::{parse_device, Learner, LearnerConfig, LearnerError, OptimizerConfig, StepReport, UnrollBatch};
+pub use learner::{
+    parse_device, set_cpu_threads, Learner, LearnerConfig, LearnerError, OptimizerConfig, StepReport, UnrollBatch,
+};

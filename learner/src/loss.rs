@@ -194,33 +194,42 @@ pub fn impala_loss(inputs: LossInputs<'_>, config: &LossConfig) -> Result<LossOu
     let total = ((&policy_loss + (&baseline_loss * f64::from(config.baseline_cost))?)?
         + (&entropy_loss * f64::from(config.entropy_cost))?)?;
 
-    let rhos = vt.log_rhos.exp()?;
-    let n = rhos.elem_count() as f64;
+    // Metrics on the host: [T, B] is small, and a few loops beat a dozen
+    // tiny tensor ops and read-backs.
+    let host =
+        |t: &Tensor| -> candle_core::Result<Vec<f32>> { t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>() };
+    let (log_rhos, vs, v) = (host(&vt.log_rhos)?, host(&vt.vs)?, host(&values.detach())?);
+    let n = log_rhos.len().max(1) as f64;
+    let batch = values.dim(1)?.max(1);
+    let rhos = log_rhos.iter().map(|l| f64::from(*l).exp());
+    let mean_rho = (rhos.clone().sum::<f64>() / n) as f32;
     let rho_clipped_fraction = match config.clip_rho_threshold {
-        Some(th) => scalar(&rhos.gt(th)?.to_dtype(DType::F32)?.mean_all()?)?,
+        Some(th) => (rhos.filter(|r| *r > f64::from(th)).count() as f64 / n) as f32,
         None => 0.0,
     };
-    let abs_adv = advantages.detach().abs()?;
-    let priorities = abs_adv.mean(0)?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-    let explained_variance = {
-        let vs = vt.vs.flatten_all()?;
-        let var = |x: &Tensor| -> candle_core::Result<f32> {
-            let mean = x.mean_all()?;
-            scalar(&x.broadcast_sub(&mean)?.sqr()?.mean_all()?)
-        };
-        let var_vs = var(&vs)?;
-        let var_resid = var(&advantages.detach().flatten_all()?)?;
-        if var_vs > 0.0 {
-            1.0 - var_resid / var_vs
-        } else {
-            f32::NAN
-        }
+    let mut priorities = vec![0.0f32; batch];
+    for (i, (a, b)) in vs.iter().zip(&v).enumerate() {
+        priorities[i % batch] += (a - b).abs();
+    }
+    let steps = (vs.len() / batch).max(1) as f32;
+    priorities.iter_mut().for_each(|p| *p /= steps);
+    let variance = |xs: &mut dyn Iterator<Item = f64>| -> f64 {
+        let xs: Vec<f64> = xs.collect();
+        let mean = xs.iter().sum::<f64>() / xs.len().max(1) as f64;
+        xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len().max(1) as f64
+    };
+    let var_vs = variance(&mut vs.iter().map(|x| f64::from(*x)));
+    let var_resid = variance(&mut vs.iter().zip(&v).map(|(a, b)| f64::from(a - b)));
+    let explained_variance = if var_vs > 0.0 {
+        (1.0 - var_resid / var_vs) as f32
+    } else {
+        f32::NAN
     };
     Ok(LossOutput {
         policy_loss: scalar(&policy_loss)?,
         baseline_loss: scalar(&baseline_loss)?,
-        entropy: (f64::from(scalar(&entropy.sum_all()?)?) / n) as f32,
-        mean_rho: scalar(&rhos.mean_all()?)?,
+        entropy: (-f64::from(scalar(&entropy_loss)?) / n) as f32,
+        mean_rho,
         rho_clipped_fraction,
         explained_variance,
         priorities,

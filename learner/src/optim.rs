@@ -44,6 +44,22 @@ fn take(state: &HashMap<String, Tensor>, name: &str, like: &Tensor) -> Result<Te
     t.to_device(like.device())?.to_dtype(like.dtype())
 }
 
+/// The values of an f32 CPU tensor, for the optimizers' CPU fast path (one
+/// fused loop instead of ~10 small tensor ops, each allocating); `None` on
+/// other devices or dtypes, which take the tensor path.
+fn host_f32(t: &Tensor) -> Result<Option<Vec<f32>>> {
+    if t.device().is_cpu() && t.dtype() == candle_core::DType::F32 {
+        Ok(Some(t.flatten_all()?.to_vec1::<f32>()?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Replaces a variable's value with `values` (same shape and device).
+fn set_from(var: &Var, values: Vec<f32>) -> Result<()> {
+    var.set(&Tensor::from_vec(values, var.shape(), var.device())?)
+}
+
 /// RMSProp as IMPALA's public implementations run it (decay 0.99, ε 0.01,
 /// momentum 0), in PyTorch's form:
 /// v ← α v + (1 − α) g²;  θ ← θ − lr · g / (√v + ε), with v starting at 0.
@@ -98,6 +114,16 @@ impl Optimizer for RmsProp {
         let RmsPropConfig { lr, decay, epsilon } = self.config;
         for ((_, var), sq) in self.vars.iter().zip(&self.square_avg) {
             let Some(g) = grads.get(var) else { continue };
+            if let (Some(mut p), Some(mut v), Some(g)) = (host_f32(var)?, host_f32(sq)?, host_f32(g)?) {
+                let (lr, decay, epsilon) = (lr as f32, decay as f32, epsilon as f32);
+                for ((p, v), g) in p.iter_mut().zip(v.iter_mut()).zip(&g) {
+                    *v = decay * *v + (1.0 - decay) * g * g;
+                    *p -= lr * g / (v.sqrt() + epsilon);
+                }
+                set_from(var, p)?;
+                set_from(sq, v)?;
+                continue;
+            }
             let v = ((sq.as_tensor() * decay)? + (g.sqr()? * (1.0 - decay))?)?;
             let update = (g / (v.sqrt()? + epsilon)?)?;
             var.set(&(var.as_tensor() - (update * lr)?)?)?;
@@ -202,6 +228,27 @@ impl Optimizer for Adam {
         let (c1, c2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
         for (((_, var), m), v) in self.vars.iter().zip(&self.first).zip(&self.second) {
             let Some(g) = grads.get(var) else { continue };
+            if let (Some(mut p), Some(mut mv), Some(mut vv), Some(g)) =
+                (host_f32(var)?, host_f32(m)?, host_f32(v)?, host_f32(g)?)
+            {
+                let (b1, b2, lr, eps, c1, c2) = (
+                    beta1 as f32,
+                    beta2 as f32,
+                    lr as f32,
+                    epsilon as f32,
+                    c1 as f32,
+                    c2 as f32,
+                );
+                for (((p, m), v), g) in p.iter_mut().zip(mv.iter_mut()).zip(vv.iter_mut()).zip(&g) {
+                    *m = b1 * *m + (1.0 - b1) * g;
+                    *v = b2 * *v + (1.0 - b2) * g * g;
+                    *p -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
+                }
+                set_from(var, p)?;
+                set_from(m, mv)?;
+                set_from(v, vv)?;
+                continue;
+            }
             let m_new = ((m.as_tensor() * beta1)? + (g * (1.0 - beta1))?)?;
             let v_new = ((v.as_tensor() * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
             let m_hat = (&m_new / c1)?;
