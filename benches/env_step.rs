@@ -14,7 +14,7 @@ use std::hint::black_box;
 use cml_envs::classic::CartPole;
 use cml_envs::rng::NumpyRng;
 use cml_envs::{Action, Env, Params, VecActions, VecEnv, VectorEnv};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Bencher, Criterion, Throughput};
 
 const N: usize = 1024;
 
@@ -27,6 +27,18 @@ fn random_binary_actions(rng: &mut NumpyRng, actions: &mut [i64]) {
             *a = ((bits >> j) & 1) as i64;
         }
     }
+}
+
+/// Times one vector step of `N` envs with random actions.
+fn step_vector(b: &mut Bencher<'_>, venv: &mut dyn VectorEnv, seed: u64) {
+    venv.reset(Some(0)).expect("reset");
+    let mut rng = NumpyRng::from_seed(seed);
+    let mut actions = vec![0i64; N];
+    b.iter(|| {
+        random_binary_actions(&mut rng, &mut actions);
+        venv.step(VecActions::Discrete(&actions)).expect("step");
+        black_box(venv.observations());
+    })
 }
 
 fn cartpole(c: &mut Criterion) {
@@ -50,39 +62,23 @@ fn cartpole(c: &mut Criterion) {
 
     group.throughput(Throughput::Elements(N as u64));
     group.bench_function("vec1024_raw", |b| {
-        let mut venv = VecEnv::new(vec![CartPole::default(); N]).expect("vector");
-        venv.reset(Some(0)).expect("reset");
-        let mut rng = NumpyRng::from_seed(2);
-        let mut actions = vec![0i64; N];
-        b.iter(|| {
-            random_binary_actions(&mut rng, &mut actions);
-            venv.step(VecActions::Discrete(&actions)).expect("step");
-            black_box(venv.observations());
-        })
+        step_vector(b, &mut VecEnv::new(vec![CartPole::default(); N]).expect("vector"), 2)
     });
-
     group.bench_function("vec1024_native", |b| {
-        let mut venv = cml_envs::make_vec("CartPole-v1", &Params::new(), N).expect("vector");
-        venv.reset(Some(0)).expect("reset");
-        let mut rng = NumpyRng::from_seed(4);
-        let mut actions = vec![0i64; N];
-        b.iter(|| {
-            random_binary_actions(&mut rng, &mut actions);
-            venv.step(VecActions::Discrete(&actions)).expect("step");
-            black_box(venv.observations());
-        })
+        step_vector(
+            b,
+            cml_envs::make_vec("CartPole-v1", &Params::new(), N)
+                .expect("vector")
+                .as_mut(),
+            4,
+        )
     });
-
     group.bench_function("vec1024_registry", |b| {
-        let mut venv = VecEnv::make("CartPole-v1", &Params::new(), N).expect("vector");
-        venv.reset(Some(0)).expect("reset");
-        let mut rng = NumpyRng::from_seed(3);
-        let mut actions = vec![0i64; N];
-        b.iter(|| {
-            random_binary_actions(&mut rng, &mut actions);
-            venv.step(VecActions::Discrete(&actions)).expect("step");
-            black_box(venv.observations());
-        })
+        step_vector(
+            b,
+            &mut VecEnv::make("CartPole-v1", &Params::new(), N).expect("vector"),
+            3,
+        )
     });
     group.finish();
 }
