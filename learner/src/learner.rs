@@ -102,8 +102,8 @@ pub struct LearnerConfig {
     pub seed: u64,
     /// Threads for candle's CPU kernels. One by default: at IMPALA's batch
     /// sizes the ops are small and thread hand-offs cost more than they give
-    /// (MLP 64×64, 32×20 batch on a 2-core machine: 868k samples/s on one
-    /// thread, 688k on two). Candle reads it from `RAYON_NUM_THREADS`, so it
+    /// (MLP 64×64, 32×20 batch on a 2-core machine, one run: 709k samples/s
+    /// on one thread, 531k on two). Candle reads it from `RAYON_NUM_THREADS`, so it
     /// takes effect through [`set_cpu_threads`] at process start.
     #[serde(default = "default_cpu_threads")]
     pub cpu_threads: usize,

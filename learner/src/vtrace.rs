@@ -169,17 +169,9 @@ pub fn from_importance_weights(
 /// log-probabilities of `actions` (`[T, B]`, integer) under `logits`
 /// (`[T, B, A]`): log_softmax then gather.
 pub fn action_log_probs(logits: &Tensor, actions: &Tensor) -> candle_core::Result<Tensor> {
-    let log_probs = log_softmax(logits)?;
+    let log_probs = candle_nn::ops::log_softmax(logits, D::Minus1)?;
     let idx = actions.to_dtype(DType::U32)?.unsqueeze(D::Minus1)?;
     log_probs.gather(&idx, D::Minus1)?.squeeze(D::Minus1)
-}
-
-/// Numerically stable log-softmax over the last dimension.
-fn log_softmax(logits: &Tensor) -> candle_core::Result<Tensor> {
-    let max = logits.max_keepdim(D::Minus1)?.detach();
-    let shifted = logits.broadcast_sub(&max)?;
-    let log_sum_exp = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    shifted.broadcast_sub(&log_sum_exp)
 }
 
 /// V-trace for discrete actions from behaviour and target policy logits
