@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+use crate::replay_role;
 use crate::rollout::{self, RolloutOptions};
 
 #[derive(Debug, Parser)]
@@ -47,6 +48,52 @@ pub enum Command {
     },
     /// List the registered env ids with their spaces and time limits.
     Envs,
+    /// Run replay shard I of the config's N shards (until SIGINT/SIGTERM).
+    Replay {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        shard: u32,
+    },
+    /// Print every replay shard's statistics as JSON lines.
+    ReplayStats {
+        #[arg(long)]
+        config: PathBuf,
+        /// Seconds to wait for each shard.
+        #[arg(long, default_value_t = 5.0)]
+        timeout: f64,
+    },
+    /// Write a new shared key file (mode 0600) for `transport.key_file`.
+    Keygen {
+        /// Where to write it; an existing file is never overwritten.
+        file: PathBuf,
+    },
+    /// Insert deterministic synthetic unrolls into one shard (tests and
+    /// benchmarks of the replay service).
+    #[command(hide = true)]
+    ReplayLoad {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        shard: u32,
+        #[arg(long, default_value_t = 1)]
+        actor_id: u64,
+        #[arg(long, default_value_t = 1000)]
+        unrolls: u64,
+        /// Unrolls per insert message.
+        #[arg(long, default_value_t = 32)]
+        batch: u32,
+        /// Seconds to wait for the shard or for credit.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+    },
+}
+
+fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
+    if !(value.is_finite() && value > 0.0) {
+        anyhow::bail!("{flag} must be a positive number of seconds, got {value}");
+    }
+    Ok(Duration::from_secs_f64(value))
 }
 
 fn init_logging() {
@@ -56,6 +103,7 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -109,6 +157,28 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             Ok(())
+        }
+        Command::Replay { config, shard } => replay_role::run_shard(&Config::load(&config)?, shard),
+        Command::ReplayStats { config, timeout } => {
+            replay_role::print_stats(&Config::load(&config)?, seconds("--timeout", timeout)?)
+        }
+        Command::Keygen { file } => replay_role::keygen(&file),
+        Command::ReplayLoad {
+            config,
+            shard,
+            actor_id,
+            unrolls,
+            batch,
+            timeout,
+        } => {
+            let options = replay_role::LoadOptions {
+                shard,
+                actor_id,
+                unrolls,
+                batch,
+                timeout: seconds("--timeout", timeout)?,
+            };
+            replay_role::run_load(&Config::load(&config)?, &options)
         }
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Unknown keys are rejected, and every error names the file and the key
 //! path (`env.max_episode_steps: invalid type: string "long", expected u64`).
-//! Sections for the learner, replay and actors are added by the issues that
-//! build them; today the file describes the environment.
+//! Sections: `[env]`, `[actor]` (unroll length), `[replay]` (shards, sampling,
+//! memory, flow control) and `[transport]` (key file, message size limits).
+//! Every section but `[env]` has defaults, so a minimal config is two lines.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,133 @@ pub struct Config {
     pub seed: u64,
     /// The environment every actor runs.
     pub env: EnvConfig,
+    #[serde(default)]
+    pub actor: ActorConfig,
+    #[serde(default)]
+    pub replay: ReplayConfig,
+    #[serde(default)]
+    pub transport: TransportConfig,
+    /// Directory of the config file; relative paths in it are resolved
+    /// against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// `[actor]`: how actor hosts cut trajectories.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActorConfig {
+    /// T: env steps per unroll.
+    pub unroll_length: u32,
+}
+
+impl Default for ActorConfig {
+    fn default() -> ActorConfig {
+        ActorConfig { unroll_length: 20 }
+    }
+}
+
+/// How a replay shard hands out items.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplayMode {
+    /// Proportional to priority^alpha (Ape-X).
+    Prioritized,
+    /// Uniform over stored items.
+    Uniform,
+    /// Each item once, oldest first (pure on-policy IMPALA).
+    Queue,
+}
+
+/// `[replay]`: the sharded replay service.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplayConfig {
+    /// N: number of shards.
+    pub shards: u32,
+    /// Shard i listens on `tcp://{host}:{base_port + i}` unless `endpoints`
+    /// lists them.
+    pub host: String,
+    pub base_port: u16,
+    pub endpoints: Option<Vec<String>>,
+    pub mode: ReplayMode,
+    /// Unrolls per shard (lowered to fit `max_memory_mb`).
+    pub capacity: usize,
+    /// Payload memory per shard, MiB.
+    pub max_memory_mb: u64,
+    /// Priority exponent α (prioritized mode).
+    pub alpha: f64,
+    /// Importance-sampling exponent β at the start (annealed to 1 by the learner).
+    pub beta: f64,
+    /// Stored priority = max(p, ε)^α.
+    pub priority_epsilon: f64,
+    /// Replay-ratio cap: an item is dropped after this many samples.
+    pub max_samples_per_item: Option<u32>,
+    /// Share of each sample taken from never-sampled items, oldest first.
+    pub fresh_fraction: f64,
+    /// Unrolls an actor host may have in flight to one shard.
+    pub credit_window: u32,
+    /// A silent sender's credit is reclaimed after this many seconds.
+    pub sender_timeout_s: f64,
+    /// Seconds between stats log lines.
+    pub stats_interval_s: f64,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> ReplayConfig {
+        ReplayConfig {
+            shards: 1,
+            host: "127.0.0.1".into(),
+            base_port: 5600,
+            endpoints: None,
+            mode: ReplayMode::Prioritized,
+            capacity: 100_000,
+            max_memory_mb: 1024,
+            alpha: 0.6,
+            beta: 0.4,
+            priority_epsilon: 1e-6,
+            max_samples_per_item: None,
+            fresh_fraction: 0.0,
+            credit_window: 256,
+            sender_timeout_s: 30.0,
+            stats_interval_s: 10.0,
+        }
+    }
+}
+
+impl ReplayConfig {
+    /// Endpoint of every shard, in shard order.
+    pub fn shard_endpoints(&self) -> Vec<String> {
+        match &self.endpoints {
+            Some(list) => list.clone(),
+            None => (0..self.shards)
+                .map(|i| format!("tcp://{}:{}", self.host, u32::from(self.base_port) + i))
+                .collect(),
+        }
+    }
+}
+
+/// `[transport]`: authentication and message limits for every socket.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportConfig {
+    /// The shared key (`cml-rl keygen FILE` writes one); relative to the
+    /// config file's directory.
+    pub key_file: Option<PathBuf>,
+    /// Largest message accepted, MiB.
+    pub max_message_mb: u64,
+    /// High-water mark per socket and peer, messages.
+    pub high_water_mark: i32,
+}
+
+impl Default for TransportConfig {
+    fn default() -> TransportConfig {
+        TransportConfig {
+            key_file: None,
+            max_message_mb: 64,
+            high_water_mark: 1000,
+        }
+    }
 }
 
 /// `[env]`: which registered env to make and how.
@@ -55,10 +183,21 @@ impl Config {
             file: path.to_path_buf(),
             source,
         })?;
-        Config::parse(&text).map_err(|message| ConfigError::Invalid {
+        let mut config = Config::parse(&text).map_err(|message| ConfigError::Invalid {
             file: path.to_path_buf(),
             message,
-        })
+        })?;
+        config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(config)
+    }
+
+    /// A path from the config, resolved against the config file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
     }
 
     /// Parses config text; the error names the key path.
@@ -90,6 +229,70 @@ impl Config {
     fn validate(&self) -> Result<(), String> {
         if self.env.max_episode_steps == Some(0) {
             return Err("env.max_episode_steps: must be at least 1".to_string());
+        }
+        if self.actor.unroll_length == 0 {
+            return Err("actor.unroll_length: must be at least 1".to_string());
+        }
+        let r = &self.replay;
+        if r.shards == 0 {
+            return Err("replay.shards: must be at least 1".to_string());
+        }
+        if let Some(list) = &r.endpoints {
+            if list.len() != r.shards as usize {
+                return Err(format!(
+                    "replay.endpoints: {} endpoints for replay.shards = {}",
+                    list.len(),
+                    r.shards
+                ));
+            }
+        } else if u32::from(r.base_port) + r.shards - 1 > u32::from(u16::MAX) {
+            return Err("replay.base_port: base_port + shards - 1 exceeds 65535".to_string());
+        }
+        let checks: [(&str, bool, &str); 9] = [
+            ("replay.capacity", r.capacity >= 1, "must be at least 1"),
+            ("replay.max_memory_mb", r.max_memory_mb >= 1, "must be at least 1"),
+            (
+                "replay.alpha",
+                r.alpha.is_finite() && r.alpha >= 0.0,
+                "must be a number >= 0",
+            ),
+            ("replay.beta", (0.0..=1.0).contains(&r.beta), "must be in [0, 1]"),
+            (
+                "replay.priority_epsilon",
+                r.priority_epsilon.is_finite() && r.priority_epsilon > 0.0,
+                "must be > 0",
+            ),
+            (
+                "replay.max_samples_per_item",
+                r.max_samples_per_item != Some(0),
+                "must be at least 1 (or left out)",
+            ),
+            (
+                "replay.fresh_fraction",
+                (0.0..=1.0).contains(&r.fresh_fraction),
+                "must be in [0, 1]",
+            ),
+            ("replay.credit_window", r.credit_window >= 1, "must be at least 1"),
+            (
+                "replay.sender_timeout_s",
+                r.sender_timeout_s.is_finite()
+                    && r.sender_timeout_s > 0.0
+                    && r.stats_interval_s.is_finite()
+                    && r.stats_interval_s > 0.0,
+                "sender_timeout_s and stats_interval_s must be positive",
+            ),
+        ];
+        for (key, ok, reason) in checks {
+            if !ok {
+                return Err(format!("{key}: {reason}"));
+            }
+        }
+        let t = &self.transport;
+        if !(1..=4096).contains(&t.max_message_mb) {
+            return Err("transport.max_message_mb: must be in 1..=4096".to_string());
+        }
+        if t.high_water_mark < 1 {
+            return Err("transport.high_water_mark: must be at least 1".to_string());
         }
         Ok(())
     }
@@ -127,6 +330,25 @@ mod tests {
         assert!(e.contains("at least 1"), "{e}");
         let e = Config::parse("[env\n").unwrap_err();
         assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn replay_sections_have_defaults_and_checks() {
+        let c = Config::parse("[env]\nid = \"CartPole-v1\"\n").unwrap();
+        assert_eq!(c.replay.shard_endpoints(), vec!["tcp://127.0.0.1:5600".to_string()]);
+        assert_eq!(c.actor.unroll_length, 20);
+        let c =
+            Config::parse("[env]\nid = \"CartPole-v1\"\n[replay]\nshards = 2\nbase_port = 7000\nmode = \"queue\"\n")
+                .unwrap();
+        assert_eq!(c.replay.mode, ReplayMode::Queue);
+        assert_eq!(c.replay.shard_endpoints()[1], "tcp://127.0.0.1:7001");
+        let bad = |extra: &str| Config::parse(&format!("[env]\nid = \"CartPole-v1\"\n{extra}")).unwrap_err();
+        assert!(bad("[replay]\nalpha = \"fast\"\n").starts_with("replay.alpha: invalid type"));
+        assert!(bad("[replay]\nfresh_fraction = 2.0\n").starts_with("replay.fresh_fraction: must be in [0, 1]"));
+        assert!(bad("[replay]\nmode = \"lifo\"\n").starts_with("replay.mode: unknown variant"));
+        assert!(bad("[replay]\nshards = 2\nendpoints = [\"tcp://a:1\"]\n").starts_with("replay.endpoints: 1 endpoints"));
+        assert!(bad("[transport]\nmax_message_mb = 0\n").starts_with("transport.max_message_mb"));
+        assert!(bad("[actor]\nunroll_length = 0\n").starts_with("actor.unroll_length"));
     }
 
     #[test]

@@ -4,4 +4,5 @@
 
 pub mod cli;
 pub mod config;
+pub mod replay_role;
 pub mod rollout;

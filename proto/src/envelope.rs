@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::key::SharedKey;
-use crate::{MessageKind, RejectReason, Rejection, PROTOCOL_VERSION};
+use crate::{Frame, MessageKind, RejectReason, Rejection, PROTOCOL_VERSION};
 
 /// Length of the MAC frame.
 pub const MAC_LEN: usize = 32;
@@ -31,11 +31,11 @@ pub const MAX_FRAMES: usize = 64;
 /// `u32_le(frame_count) ‖ for each frame: u64_le(len) ‖ bytes`, where the
 /// frames are every frame before the MAC (header first). The length prefixes
 /// make the split between frames part of what is authenticated.
-pub fn mac<F: AsRef<[u8]>>(key: &SharedKey, frames: &[F]) -> [u8; MAC_LEN] {
+pub fn mac<F: Frame>(key: &SharedKey, frames: &[F]) -> [u8; MAC_LEN] {
     let mut hasher = blake3::Hasher::new_keyed(key.as_bytes());
     hasher.update(&(frames.len() as u32).to_le_bytes());
     for frame in frames {
-        let frame = frame.as_ref();
+        let frame = frame.bytes();
         hasher.update(&(frame.len() as u64).to_le_bytes());
         hasher.update(frame);
     }
@@ -81,7 +81,11 @@ pub struct Sealer {
 impl Sealer {
     /// A sealer with the given sender id; sequence numbers start at 1.
     pub fn new(key: SharedKey, sender: u64) -> Sealer {
-        Sealer { key, sender, next_seq: 1 }
+        Sealer {
+            key,
+            sender,
+            next_seq: 1,
+        }
     }
 
     /// A sealer with a random sender id (one per process incarnation, so a
@@ -138,7 +142,7 @@ pub struct Opened<'a, F> {
     pub payload: &'a [F],
 }
 
-impl<F: AsRef<[u8]>> Opened<'_, F> {
+impl<F: Frame> Opened<'_, F> {
     /// Decodes the header's `body` as `B`.
     pub fn body<B: DeserializeOwned>(&self) -> Result<B, Rejection> {
         rmp_serde::from_slice::<BodyOnly<B>>(self.header)
@@ -171,7 +175,7 @@ impl Opener {
     }
 
     /// Checks one message (frames as received, routing frames removed).
-    pub fn open<'a, F: AsRef<[u8]>>(&mut self, frames: &'a [F]) -> Result<Opened<'a, F>, Rejection> {
+    pub fn open<'a, F: Frame>(&mut self, frames: &'a [F]) -> Result<Opened<'a, F>, Rejection> {
         if frames.len() < 2 {
             return Err(Rejection::new(
                 RejectReason::Malformed,
@@ -184,7 +188,7 @@ impl Opener {
                 format!("{} frames; at most {MAX_FRAMES}", frames.len()),
             ));
         }
-        let total: usize = frames.iter().map(|f| f.as_ref().len()).sum();
+        let total: usize = frames.iter().map(|f| f.bytes().len()).sum();
         if total > self.max_message_bytes {
             return Err(Rejection::new(
                 RejectReason::Oversize,
@@ -192,7 +196,7 @@ impl Opener {
             ));
         }
         let (body_frames, tag) = frames.split_at(frames.len() - 1);
-        let tag = tag[0].as_ref();
+        let tag = tag[0].bytes();
         if tag.len() != MAC_LEN {
             return Err(Rejection::new(
                 RejectReason::BadMac,
@@ -206,7 +210,7 @@ impl Opener {
         if expected != blake3::Hash::from_bytes(received) {
             return Err(Rejection::new(RejectReason::BadMac, "MAC does not match".to_string()));
         }
-        let header = body_frames[0].as_ref();
+        let header = body_frames[0].bytes();
         let version: VersionOnly = rmp_serde::from_slice(header)
             .map_err(|e| Rejection::new(RejectReason::Malformed, format!("header: {e}")))?;
         if version.v != PROTOCOL_VERSION {
@@ -215,8 +219,8 @@ impl Opener {
                 format!("protocol version {}; this build speaks {PROTOCOL_VERSION}", version.v),
             ));
         }
-        let head: HeaderIn =
-            rmp_serde::from_slice(header).map_err(|e| Rejection::new(RejectReason::Malformed, format!("header: {e}")))?;
+        let head: HeaderIn = rmp_serde::from_slice(header)
+            .map_err(|e| Rejection::new(RejectReason::Malformed, format!("header: {e}")))?;
         let kind = MessageKind::parse(&head.kind)
             .ok_or_else(|| Rejection::new(RejectReason::UnknownType, format!("message type {:?}", head.kind)))?;
         let last = self.last_seq.entry(head.sender).or_insert(0);
@@ -253,7 +257,10 @@ mod tests {
     fn seal_then_open_round_trips() {
         let mut sealer = Sealer::new(key(7), 42);
         let mut opener = Opener::new(key(7), 1 << 20);
-        let body = SampleRequest { request_id: 9, count: 32 };
+        let body = SampleRequest {
+            request_id: 9,
+            count: 32,
+        };
         let frames = sealer.seal(MessageKind::Sample, &body, vec![vec![1, 2, 3]]).unwrap();
         assert_eq!(frames.len(), 3);
         let opened = opener.open(&frames).unwrap();
@@ -266,7 +273,14 @@ mod tests {
     fn header_is_a_plain_msgpack_map() {
         let mut sealer = Sealer::new(key(1), 5);
         let frames = sealer
-            .seal(MessageKind::Sample, &SampleRequest { request_id: 1, count: 2 }, vec![])
+            .seal(
+                MessageKind::Sample,
+                &SampleRequest {
+                    request_id: 1,
+                    count: 2,
+                },
+                vec![],
+            )
             .unwrap();
         // fixmap with 5 entries, first key "v".
         assert_eq!(frames[0][0], 0x85);
@@ -276,7 +290,10 @@ mod tests {
     #[test]
     fn rejects_each_defect_with_its_reason() {
         let mut sealer = Sealer::new(key(7), 42);
-        let body = SampleRequest { request_id: 9, count: 32 };
+        let body = SampleRequest {
+            request_id: 9,
+            count: 32,
+        };
         let good = sealer.seal(MessageKind::Sample, &body, vec![vec![0; 16]]).unwrap();
         let reason = |frames: &[Vec<u8>]| Opener::new(key(7), 1024).open(frames).unwrap_err().reason;
 
@@ -327,7 +344,10 @@ mod tests {
     fn replayed_and_reordered_sequence_numbers_are_refused() {
         let mut sealer = Sealer::new(key(3), 11);
         let mut opener = Opener::new(key(3), 1 << 16);
-        let body = SampleRequest { request_id: 1, count: 1 };
+        let body = SampleRequest {
+            request_id: 1,
+            count: 1,
+        };
         let first = sealer.seal(MessageKind::Sample, &body, vec![]).unwrap();
         let second = sealer.seal(MessageKind::Sample, &body, vec![]).unwrap();
         opener.open(&second).unwrap();
@@ -335,7 +355,9 @@ mod tests {
         assert_eq!(opener.open(&second).unwrap_err().reason, RejectReason::Replayed);
         // Another sender has its own sequence.
         let mut other = Sealer::new(key(3), 12);
-        opener.open(&other.seal(MessageKind::Sample, &body, vec![]).unwrap()).unwrap();
+        opener
+            .open(&other.seal(MessageKind::Sample, &body, vec![]).unwrap())
+            .unwrap();
         assert_eq!(opener.known_senders(), 2);
     }
 
@@ -345,6 +367,9 @@ mod tests {
         let frames = sealer.seal(MessageKind::Sample, &"text", vec![]).unwrap();
         let mut opener = Opener::new(key(3), 1 << 16);
         let opened = opener.open(&frames).unwrap();
-        assert_eq!(opened.body::<SampleRequest>().unwrap_err().reason, RejectReason::BadBody);
+        assert_eq!(
+            opened.body::<SampleRequest>().unwrap_err().reason,
+            RejectReason::BadBody
+        );
     }
 }

@@ -95,7 +95,10 @@ mod tests {
     fn hex_round_trip_and_errors() {
         let key = SharedKey::generate().unwrap();
         assert_eq!(SharedKey::from_hex(&format!("  {}\n", key.to_hex())).unwrap(), key);
-        assert!(SharedKey::from_hex("abcd").unwrap_err().to_string().contains("64 hexadecimal digits"));
+        assert!(SharedKey::from_hex("abcd")
+            .unwrap_err()
+            .to_string()
+            .contains("64 hexadecimal digits"));
         let bad = "zz".repeat(32);
         assert!(SharedKey::from_hex(&bad).unwrap_err().to_string().contains("offset 0"));
     }

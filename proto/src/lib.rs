@@ -44,3 +44,27 @@ pub enum ProtoError {
     #[error("socket: {0}")]
     Socket(String),
 }
+
+/// Anything that holds one frame's bytes: `Vec<u8>`, `&[u8]`, a received
+/// `zmq::Message`.
+pub trait Frame {
+    fn bytes(&self) -> &[u8];
+}
+
+impl Frame for Vec<u8> {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+impl Frame for &[u8] {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+impl Frame for zmq::Message {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+}

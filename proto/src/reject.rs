@@ -70,10 +70,20 @@ impl RejectReason {
         RejectReason::ALL.iter().position(|r| *r == self).unwrap_or(0)
     }
 
-    /// True for refusals decided before the sender was authenticated; those
-    /// are never answered (an unauthenticated peer gets nothing back).
-    pub fn before_authentication(self) -> bool {
-        matches!(self, RejectReason::Malformed | RejectReason::BadMac | RejectReason::Oversize)
+    /// True for refusals of the envelope itself (size, MAC, header,
+    /// version, type, sequence). Those are never answered: an
+    /// unauthenticated or replaying peer gets nothing back. Refusals of an
+    /// authenticated message's contents are answered with `error`.
+    pub fn is_envelope(self) -> bool {
+        matches!(
+            self,
+            RejectReason::Malformed
+                | RejectReason::BadMac
+                | RejectReason::Oversize
+                | RejectReason::Version
+                | RejectReason::UnknownType
+                | RejectReason::Replayed
+        )
     }
 }
 

@@ -54,7 +54,9 @@ fn apply(socket: &zmq::Socket, options: &SocketOptions, endpoint: &str) -> Resul
     socket.set_sndhwm(options.send_hwm).map_err(&err)?;
     socket.set_rcvhwm(options.recv_hwm).map_err(&err)?;
     socket.set_heartbeat_ivl(options.heartbeat_interval_ms).map_err(&err)?;
-    socket.set_heartbeat_timeout(options.heartbeat_timeout_ms).map_err(&err)?;
+    socket
+        .set_heartbeat_timeout(options.heartbeat_timeout_ms)
+        .map_err(&err)?;
     socket.set_linger(options.linger_ms).map_err(&err)?;
     socket.set_reconnect_ivl(options.reconnect_ms).map_err(&err)?;
     socket.set_reconnect_ivl_max(options.reconnect_max_ms).map_err(&err)?;
@@ -87,15 +89,17 @@ pub fn connect_dealer(ctx: &zmq::Context, options: &SocketOptions, endpoint: &st
     Ok(socket)
 }
 
-/// Receives one multipart message into `frames` (cleared first), reusing
-/// its buffers. Returns `Ok(false)` when nothing arrived within
-/// `timeout_ms` (-1 waits forever, 0 does not wait).
+/// Receives one multipart message into `frames` (cleared first). Returns
+/// `Ok(false)` when nothing arrived within `timeout_ms` (-1 waits forever,
+/// 0 does not wait) or a signal interrupted the wait.
 pub fn recv_frames(socket: &zmq::Socket, frames: &mut Vec<zmq::Message>, timeout_ms: i64) -> Result<bool, zmq::Error> {
     frames.clear();
     if timeout_ms >= 0 {
         let mut items = [socket.as_poll_item(zmq::POLLIN)];
-        if zmq::poll(&mut items, timeout_ms)? == 0 {
-            return Ok(false);
+        match zmq::poll(&mut items, timeout_ms) {
+            Ok(0) | Err(zmq::Error::EINTR) => return Ok(false),
+            Ok(_) => {}
+            Err(e) => return Err(e),
         }
     }
     loop {

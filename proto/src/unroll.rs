@@ -18,7 +18,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::tensor::{f32s, u32s, DType, TensorSpec};
-use crate::{RejectReason, Rejection};
+use crate::{Frame, RejectReason, Rejection};
 
 /// The action part of a layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,7 +129,7 @@ impl UnrollLayout {
     /// Checks that `tensors` and the payload frames hold exactly `count`
     /// unrolls of this layout, with valid values: finite floats, discrete
     /// actions in range, flags 0 or 1.
-    pub fn check_payload<F: AsRef<[u8]>>(
+    pub fn check_payload<F: Frame>(
         &self,
         count: usize,
         tensors: &[TensorSpec],
@@ -159,19 +159,20 @@ impl UnrollLayout {
                 )));
             }
             let len = want.byte_len().unwrap_or(usize::MAX);
-            if frame.as_ref().len() != len {
+            if frame.bytes().len() != len {
                 return Err(bad(format!(
                     "tensor {:?}: frame has {} bytes; {:?} {} needs {len}",
                     want.name,
-                    frame.as_ref().len(),
+                    frame.bytes().len(),
                     want.shape,
                     want.dtype.as_str()
                 )));
             }
         }
         for (want, frame) in expected.iter().zip(payload) {
-            let bytes = frame.as_ref();
-            let invalid = |what: String| Rejection::new(RejectReason::BadValue, format!("tensor {:?}: {what}", want.name));
+            let bytes = frame.bytes();
+            let invalid =
+                |what: String| Rejection::new(RejectReason::BadValue, format!("tensor {:?}: {what}", want.name));
             match (want.name.as_str(), want.dtype) {
                 ("actions", DType::U32) => {
                     let n = match self.action {
@@ -200,11 +201,11 @@ impl UnrollLayout {
 
     /// Copies unroll `b` of a checked payload into `item` (the fields
     /// concatenated in frame order; `item.len() == item_bytes()`).
-    pub fn pack_item<F: AsRef<[u8]>>(&self, payload: &[F], b: usize, item: &mut [u8]) {
+    pub fn pack_item<F: Frame>(&self, payload: &[F], b: usize, item: &mut [u8]) {
         let mut offset = 0;
         for (field, frame) in self.fields().iter().zip(payload) {
             let n = field.bytes();
-            item[offset..offset + n].copy_from_slice(&frame.as_ref()[b * n..(b + 1) * n]);
+            item[offset..offset + n].copy_from_slice(&frame.bytes()[b * n..(b + 1) * n]);
             offset += n;
         }
     }

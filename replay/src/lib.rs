@@ -1,6 +1,21 @@
-//! `cml-replay`: sharded prioritized replay (sum/min trees, FIFO-queue mode)
-//! and the replay shard service.
+//! Replay: where unrolls wait between actor hosts and the learner.
 //!
-//! Not built yet: this crate is filled by the wire-protocol/replay issue. It
-//! deliberately exports nothing, so no caller can mistake it for a working
-//! component.
+//! - [`sum_tree`]: sum- and min-trees in f64 for proportional sampling.
+//! - [`index`]: [`ReplayIndex`], the bookkeeping of one shard (keys, FIFO
+//!   eviction, priorities, sampling modes, the replay-ratio cap). It holds no
+//!   payload: the shard keeps item bytes in a slab indexed by slot.
+
+pub mod index;
+pub mod sum_tree;
+
+pub use index::{
+    importance_weights, IndexConfig, Inserted, ReplayError, ReplayIndex, Sampled, SamplingMode, UpdateOutcome,
+};
+pub use sum_tree::{MinTree, SumTree};
+
+pub mod client;
+pub mod shard;
+pub mod synthetic;
+
+pub use client::{ClientError, InsertClient, InsertProgress, ReplayClient, SampledBatch, UnrollMessage};
+pub use shard::{serve, ReplayShard, ShardConfig, ShardError};

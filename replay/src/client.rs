@@ -1,0 +1,653 @@
+//! Clients of the replay shards: [`InsertClient`] (an actor host's link to
+//! one shard, with credit) and [`ReplayClient`] (the learner's link to all
+//! shards: sampling across them as one buffer, priority updates, stats).
+//!
+//! Both are blocking and own their sockets: give each its own thread.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use cml_proto::envelope::Opener;
+use cml_proto::transport::{connect_dealer, recv_frames};
+use cml_proto::{
+    Batch, Credit, Episode, ErrorReply, GetStats, Hello, Insert, MessageKind, PriorityUpdate, ProtoError, RejectLog,
+    SampleRequest, Sealer, ShardStats, SharedKey, SocketOptions, UnrollLayout, Welcome,
+};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::index::importance_weights;
+
+/// Errors of the replay clients; each names the shard endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Proto(#[from] ProtoError),
+    #[error("{endpoint}: {source}")]
+    Socket {
+        endpoint: String,
+        #[source]
+        source: zmq::Error,
+    },
+    #[error("{endpoint}: no {what} within {timeout:?}")]
+    Timeout {
+        endpoint: String,
+        what: &'static str,
+        timeout: Duration,
+    },
+    #[error("{endpoint}: refused: {reason}: {detail}")]
+    Refused {
+        endpoint: String,
+        reason: String,
+        detail: String,
+    },
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// B unrolls ready to insert: metadata and the seven tensor frames
+/// (batch-major, see `cml_proto::unroll`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UnrollMessage {
+    pub count: u32,
+    pub actor_ids: Vec<u64>,
+    pub policy_versions: Vec<u64>,
+    pub priorities: Option<Vec<f64>>,
+    pub episodes: Vec<Episode>,
+    pub frames: Vec<Vec<u8>>,
+}
+
+/// What an `InsertClient` observed since it was last asked.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InsertProgress {
+    /// Unrolls the shard acknowledged as stored.
+    pub stored: u64,
+    /// Refusals the shard sent back (authenticated `error` replies).
+    pub errors: Vec<ErrorReply>,
+}
+
+fn socket_err(endpoint: &str) -> impl Fn(zmq::Error) -> ClientError + '_ {
+    move |source| ClientError::Socket {
+        endpoint: endpoint.to_string(),
+        source,
+    }
+}
+
+/// An actor host's connection to one shard, with credit-based flow control.
+pub struct InsertClient {
+    endpoint: String,
+    shard: u32,
+    socket: zmq::Socket,
+    sealer: Sealer,
+    opener: Opener,
+    rejects: RejectLog,
+    layout: Option<UnrollLayout>,
+    credit: u32,
+    /// Inserts sent and not yet acknowledged: (seq, unrolls).
+    unacked: VecDeque<(u64, u32)>,
+    last_heard: Instant,
+    last_hello: Option<Instant>,
+    frames: Vec<zmq::Message>,
+    progress: InsertProgress,
+    had_message: bool,
+}
+
+impl InsertClient {
+    pub fn connect(
+        ctx: &zmq::Context,
+        key: &SharedKey,
+        options: &SocketOptions,
+        endpoint: &str,
+        shard: u32,
+    ) -> Result<InsertClient, ClientError> {
+        let socket = connect_dealer(ctx, options, endpoint)?;
+        Ok(InsertClient {
+            endpoint: endpoint.to_string(),
+            shard,
+            socket,
+            sealer: Sealer::with_random_sender(key.clone())?,
+            opener: Opener::new(key.clone(), options.max_message_bytes),
+            rejects: RejectLog::new("actor"),
+            layout: None,
+            credit: 0,
+            unacked: VecDeque::new(),
+            last_heard: Instant::now(),
+            last_hello: None,
+            frames: Vec::new(),
+            progress: InsertProgress::default(),
+            had_message: false,
+        })
+    }
+
+    pub fn sender(&self) -> u64 {
+        self.sealer.sender()
+    }
+
+    /// Unrolls this client may send now.
+    pub fn credit(&self) -> u32 {
+        self.credit
+    }
+
+    /// The shard's layout, once welcomed.
+    pub fn layout(&self) -> Option<UnrollLayout> {
+        self.layout
+    }
+
+    /// Inserts sent but not yet acknowledged.
+    pub fn unacked(&self) -> usize {
+        self.unacked.len()
+    }
+
+    /// Sends `hello` (asking for credit).
+    pub fn send_hello(&mut self) -> Result<(), ClientError> {
+        let frames = self
+            .sealer
+            .seal(MessageKind::Hello, &Hello { role: "actor".into() }, Vec::new())?;
+        self.socket
+            .send_multipart(frames, zmq::DONTWAIT)
+            .map_err(socket_err(&self.endpoint))?;
+        self.last_hello = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Says hello and waits for the welcome (its credit replaces ours).
+    pub fn hello(&mut self, timeout: Duration) -> Result<Welcome, ClientError> {
+        self.send_hello()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout {
+                    endpoint: self.endpoint.clone(),
+                    what: "welcome",
+                    timeout,
+                });
+            }
+            if let Some(welcome) = self.poll_once(left)? {
+                return Ok(welcome);
+            }
+        }
+    }
+
+    /// Sends one insert; needs `message.count` credit.
+    pub fn send(&mut self, message: UnrollMessage) -> Result<(), ClientError> {
+        let layout = self
+            .layout
+            .ok_or_else(|| ClientError::Usage(format!("{}: insert before the shard's welcome", self.endpoint)))?;
+        if message.count > self.credit {
+            return Err(ClientError::Usage(format!(
+                "{}: insert of {} unrolls with credit for {}",
+                self.endpoint, message.count, self.credit
+            )));
+        }
+        let body = Insert {
+            shard: self.shard,
+            count: message.count,
+            actor_ids: message.actor_ids,
+            policy_versions: message.policy_versions,
+            priorities: message.priorities,
+            episodes: message.episodes,
+            tensors: layout.tensor_specs(message.count as usize),
+        };
+        let seq = self.sealer.next_seq();
+        let frames = self.sealer.seal(MessageKind::Insert, &body, message.frames)?;
+        self.socket
+            .send_multipart(frames, 0)
+            .map_err(socket_err(&self.endpoint))?;
+        self.credit -= message.count;
+        self.unacked.push_back((seq, message.count));
+        Ok(())
+    }
+
+    /// Waits up to `timeout` until at least `needed` credit is available,
+    /// handling acknowledgements; says hello again when the shard has been
+    /// silent for a second while we wait (it may have restarted).
+    pub fn wait_for_credit(&mut self, needed: u32, timeout: Duration) -> Result<bool, ClientError> {
+        let deadline = Instant::now() + timeout;
+        while self.credit < needed || self.layout.is_none() {
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            let quiet = now.duration_since(self.last_heard) >= Duration::from_secs(1)
+                && self
+                    .last_hello
+                    .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+            if quiet {
+                self.send_hello()?;
+            }
+            let step = deadline.saturating_duration_since(now).min(Duration::from_millis(200));
+            self.poll_once(step)?;
+        }
+        Ok(true)
+    }
+
+    /// Handles everything that has arrived, without waiting.
+    pub fn drain(&mut self) -> Result<(), ClientError> {
+        loop {
+            self.poll_once(Duration::ZERO)?;
+            if !self.had_message {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Takes what was observed since the last call.
+    pub fn take_progress(&mut self) -> InsertProgress {
+        std::mem::take(&mut self.progress)
+    }
+
+    /// Receives and handles at most one message; returns a welcome if that
+    /// is what arrived.
+    fn poll_once(&mut self, timeout: Duration) -> Result<Option<Welcome>, ClientError> {
+        let got = recv_frames(&self.socket, &mut self.frames, timeout.as_millis() as i64)
+            .map_err(socket_err(&self.endpoint))?;
+        self.had_message = got;
+        if !got {
+            return Ok(None);
+        }
+        let opened = match self.opener.open(&self.frames) {
+            Ok(o) => o,
+            Err(rejection) => {
+                self.rejects.record(&rejection);
+                return Ok(None);
+            }
+        };
+        self.last_heard = Instant::now();
+        match opened.kind {
+            MessageKind::Welcome => match opened.body::<Welcome>() {
+                Ok(welcome) => {
+                    if welcome.shard != self.shard {
+                        return Err(ClientError::Usage(format!(
+                            "{}: this endpoint serves shard {}, not shard {}",
+                            self.endpoint, welcome.shard, self.shard
+                        )));
+                    }
+                    self.layout = Some(welcome.layout);
+                    self.credit = welcome.credit;
+                    // Anything unacknowledged from before is the shard's to
+                    // acknowledge or not; the new credit stands alone.
+                    self.unacked.clear();
+                    Ok(Some(welcome))
+                }
+                Err(r) => {
+                    self.rejects.record(&r);
+                    Ok(None)
+                }
+            },
+            MessageKind::Credit => {
+                match opened.body::<Credit>() {
+                    Ok(credit) => {
+                        self.credit = self.credit.saturating_add(credit.grant);
+                        if credit.ack_seq != 0 {
+                            self.unacked.retain(|(seq, _)| *seq != credit.ack_seq);
+                            self.progress.stored += u64::from(credit.stored);
+                        }
+                    }
+                    Err(r) => self.rejects.record(&r),
+                }
+                Ok(None)
+            }
+            MessageKind::Error => {
+                match opened.body::<ErrorReply>() {
+                    Ok(error) => {
+                        self.unacked.retain(|(seq, _)| *seq != error.seq);
+                        if error.reason == "no_credit" {
+                            // Our credit is stale (the shard restarted or forgot us).
+                            self.credit = 0;
+                            self.last_heard = Instant::now() - Duration::from_secs(1);
+                        }
+                        tracing::debug!(endpoint = %self.endpoint, "insert refused: {}: {}", error.reason, error.detail);
+                        self.progress.errors.push(error);
+                    }
+                    Err(r) => self.rejects.record(&r),
+                }
+                Ok(None)
+            }
+            other => {
+                tracing::debug!(endpoint = %self.endpoint, "ignoring an unexpected {} message", other.as_str());
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Per-shard state the learner keeps.
+struct ShardLink {
+    endpoint: String,
+    socket: zmq::Socket,
+    /// From the shard's last `batch`: items, Σ p^α, min p^α.
+    size: u64,
+    total_priority: f64,
+    min_priority: f64,
+    layout: Option<UnrollLayout>,
+}
+
+/// Sampled unrolls from all shards, with importance weights.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SampledBatch {
+    pub count: usize,
+    /// Per item: the shard it came from and its key there.
+    pub shards: Vec<u32>,
+    pub keys: Vec<u64>,
+    /// P(i) over all shards together: p_i^α / Σ over every shard.
+    pub probabilities: Vec<f64>,
+    /// (N·P(i))^-β normalised by the largest possible weight.
+    pub weights: Vec<f32>,
+    pub times_sampled: Vec<u32>,
+    pub actor_ids: Vec<u64>,
+    pub policy_versions: Vec<u64>,
+    /// The seven tensors, batch-major `[count, ...]` (`cml_proto::unroll`).
+    pub frames: Vec<Vec<u8>>,
+    pub episodes: Vec<Episode>,
+    /// Items in all shards together after this sample.
+    pub replay_size: u64,
+}
+
+/// The learner's connection to every shard.
+pub struct ReplayClient {
+    links: Vec<ShardLink>,
+    sealer: Sealer,
+    opener: Opener,
+    rejects: RejectLog,
+    rng: SmallRng,
+    next_request: u64,
+    frames: Vec<zmq::Message>,
+}
+
+impl ReplayClient {
+    /// Connects to shard i at `endpoints[i]`.
+    pub fn connect(
+        ctx: &zmq::Context,
+        key: &SharedKey,
+        options: &SocketOptions,
+        endpoints: &[String],
+        seed: u64,
+    ) -> Result<ReplayClient, ClientError> {
+        let links = endpoints
+            .iter()
+            .map(|endpoint| {
+                Ok(ShardLink {
+                    socket: connect_dealer(ctx, options, endpoint)?,
+                    endpoint: endpoint.clone(),
+                    size: 0,
+                    total_priority: 0.0,
+                    min_priority: f64::INFINITY,
+                    layout: None,
+                })
+            })
+            .collect::<Result<Vec<_>, ClientError>>()?;
+        Ok(ReplayClient {
+            links,
+            sealer: Sealer::with_random_sender(key.clone())?,
+            opener: Opener::new(key.clone(), options.max_message_bytes),
+            rejects: RejectLog::new("learner"),
+            rng: SmallRng::seed_from_u64(seed),
+            next_request: 1,
+            frames: Vec::new(),
+        })
+    }
+
+    pub fn shards(&self) -> usize {
+        self.links.len()
+    }
+
+    fn send(&mut self, shard: usize, kind: MessageKind, body: &impl serde::Serialize) -> Result<(), ClientError> {
+        let frames = self.sealer.seal(kind, body, Vec::new())?;
+        let link = &self.links[shard];
+        link.socket
+            .send_multipart(frames, zmq::DONTWAIT)
+            .map_err(socket_err(&link.endpoint))
+    }
+
+    /// Receives one authenticated message of `kind` from `shard` within
+    /// `deadline`, skipping others (late replies to earlier requests).
+    fn recv<B: serde::de::DeserializeOwned>(
+        &mut self,
+        shard: usize,
+        kind: MessageKind,
+        deadline: Instant,
+        what: &'static str,
+        timeout: Duration,
+    ) -> Result<(B, Vec<Vec<u8>>), ClientError> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let link = &self.links[shard];
+            let got = recv_frames(&link.socket, &mut self.frames, left.as_millis() as i64)
+                .map_err(socket_err(&link.endpoint))?;
+            if !got {
+                return Err(ClientError::Timeout {
+                    endpoint: link.endpoint.clone(),
+                    what,
+                    timeout,
+                });
+            }
+            let opened = match self.opener.open(&self.frames) {
+                Ok(o) => o,
+                Err(r) => {
+                    self.rejects.record(&r);
+                    continue;
+                }
+            };
+            if opened.kind == MessageKind::Error {
+                if let Ok(e) = opened.body::<ErrorReply>() {
+                    return Err(ClientError::Refused {
+                        endpoint: link.endpoint.clone(),
+                        reason: e.reason,
+                        detail: e.detail,
+                    });
+                }
+            }
+            if opened.kind != kind {
+                continue;
+            }
+            match opened.body::<B>() {
+                Ok(body) => {
+                    let payload = opened.payload.iter().map(|f| f.to_vec()).collect();
+                    return Ok((body, payload));
+                }
+                Err(r) => self.rejects.record(&r),
+            }
+        }
+    }
+
+    /// Says hello to every shard; returns their welcomes (layouts must agree).
+    pub fn hello(&mut self, timeout: Duration) -> Result<Vec<Welcome>, ClientError> {
+        let deadline = Instant::now() + timeout;
+        let mut welcomes = Vec::with_capacity(self.links.len());
+        for shard in 0..self.links.len() {
+            self.send(shard, MessageKind::Hello, &Hello { role: "learner".into() })?;
+        }
+        for shard in 0..self.links.len() {
+            let (welcome, _) = self.recv::<Welcome>(shard, MessageKind::Welcome, deadline, "welcome", timeout)?;
+            if welcome.shard as usize != shard {
+                return Err(ClientError::Usage(format!(
+                    "{}: serves shard {}, configured as shard {shard}",
+                    self.links[shard].endpoint, welcome.shard
+                )));
+            }
+            if let Some(first) = welcomes.first().map(|w: &Welcome| w.layout) {
+                if first != welcome.layout {
+                    return Err(ClientError::Usage(format!(
+                        "{}: layout {:?} differs from shard 0's {:?}",
+                        self.links[shard].endpoint, welcome.layout, first
+                    )));
+                }
+            }
+            self.links[shard].layout = Some(welcome.layout);
+            welcomes.push(welcome);
+        }
+        Ok(welcomes)
+    }
+
+    /// Samples about `count` unrolls from all shards together: the count is
+    /// split across shards in proportion to their total priority (Ape-X), so
+    /// N shards behave like one buffer. Shards may return fewer (empty,
+    /// queue mode), so the batch can be smaller than asked.
+    pub fn sample(&mut self, count: usize, beta: f64, timeout: Duration) -> Result<SampledBatch, ClientError> {
+        let n_shards = self.links.len();
+        // Σ p^α per shard from their last replies; unknown shards count as
+        // average ones so they get asked.
+        let known: Vec<f64> = self.links.iter().map(|l| l.total_priority).collect();
+        let positive: Vec<f64> = known.iter().copied().filter(|t| *t > 0.0).collect();
+        let fallback = if positive.is_empty() {
+            1.0
+        } else {
+            positive.iter().sum::<f64>() / positive.len() as f64
+        };
+        let weights: Vec<f64> = self
+            .links
+            .iter()
+            .map(|l| {
+                if l.size == 0 && l.total_priority <= 0.0 {
+                    fallback
+                } else {
+                    l.total_priority.max(0.0)
+                }
+            })
+            .collect();
+        let total_weight: f64 = weights.iter().sum();
+        let mut per_shard = vec![0u32; n_shards];
+        for _ in 0..count {
+            let mut mass = self.rng.random::<f64>() * total_weight;
+            let mut chosen = n_shards - 1;
+            for (i, w) in weights.iter().enumerate() {
+                if mass < *w {
+                    chosen = i;
+                    break;
+                }
+                mass -= w;
+            }
+            per_shard[chosen] += 1;
+        }
+        let request_id = self.next_request;
+        self.next_request += 1;
+        for (shard, &n) in per_shard.iter().enumerate() {
+            if n > 0 {
+                self.send(shard, MessageKind::Sample, &SampleRequest { request_id, count: n })?;
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        let mut replies = Vec::new();
+        for (shard, &n) in per_shard.iter().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            loop {
+                let (batch, payload) = self.recv::<Batch>(shard, MessageKind::Batch, deadline, "batch", timeout)?;
+                if batch.request_id == request_id {
+                    let link = &mut self.links[shard];
+                    link.size = batch.size;
+                    link.total_priority = batch.total_priority;
+                    link.min_priority = batch.min_priority;
+                    replies.push((shard, batch, payload));
+                    break;
+                }
+            }
+        }
+        Ok(self.assemble(replies, beta))
+    }
+
+    fn assemble(&mut self, replies: Vec<(usize, Batch, Vec<Vec<u8>>)>, beta: f64) -> SampledBatch {
+        let mut out = SampledBatch::default();
+        let grand_total: f64 = self.links.iter().map(|l| l.total_priority).sum();
+        let replay_size: u64 = self.links.iter().map(|l| l.size).sum();
+        let mut min_priority = self.links.iter().map(|l| l.min_priority).fold(f64::INFINITY, f64::min);
+        let mut drawn_priorities = Vec::new();
+        for (shard, batch, payload) in replies {
+            if out.frames.is_empty() {
+                out.frames = vec![Vec::new(); payload.len()];
+            }
+            for (dst, src) in out.frames.iter_mut().zip(&payload) {
+                dst.extend_from_slice(src);
+            }
+            out.count += batch.count as usize;
+            out.shards
+                .extend(std::iter::repeat_n(shard as u32, batch.count as usize));
+            out.keys.extend(&batch.keys);
+            drawn_priorities.extend(&batch.priorities);
+            out.times_sampled.extend(&batch.times_sampled);
+            out.actor_ids.extend(&batch.actor_ids);
+            out.policy_versions.extend(&batch.policy_versions);
+            out.episodes.extend(batch.episodes);
+        }
+        // Items retired by this very sample are no longer in the totals.
+        let denominator = grand_total + f64::EPSILON;
+        for &p in &drawn_priorities {
+            min_priority = min_priority.min(p);
+        }
+        out.probabilities = drawn_priorities
+            .iter()
+            .map(|p| {
+                if grand_total > 0.0 {
+                    p / denominator
+                } else {
+                    1.0 / out.count.max(1) as f64
+                }
+            })
+            .collect();
+        let min_probability = if grand_total > 0.0 && min_priority.is_finite() {
+            min_priority / denominator
+        } else {
+            out.probabilities.iter().copied().fold(f64::INFINITY, f64::min)
+        };
+        importance_weights(
+            &out.probabilities,
+            replay_size.max(out.count as u64) as usize,
+            min_probability,
+            beta,
+            &mut out.weights,
+        );
+        out.replay_size = replay_size;
+        out
+    }
+
+    /// Sends new priorities for sampled items (fire and forget; the shard
+    /// counts updates for items it no longer holds as stale).
+    pub fn update_priorities(&mut self, shards: &[u32], keys: &[u64], priorities: &[f64]) -> Result<(), ClientError> {
+        if shards.len() != keys.len() || keys.len() != priorities.len() {
+            return Err(ClientError::Usage(format!(
+                "{} shards, {} keys, {} priorities",
+                shards.len(),
+                keys.len(),
+                priorities.len()
+            )));
+        }
+        if let Some(&s) = shards.iter().find(|&&s| s as usize >= self.links.len()) {
+            return Err(ClientError::Usage(format!("unknown shard {s}")));
+        }
+        for shard in 0..self.links.len() {
+            let mut update = PriorityUpdate {
+                keys: Vec::new(),
+                priorities: Vec::new(),
+            };
+            for ((&s, &k), &p) in shards.iter().zip(keys).zip(priorities) {
+                if s as usize == shard {
+                    update.keys.push(k);
+                    update.priorities.push(p);
+                }
+            }
+            if !update.keys.is_empty() {
+                self.send(shard, MessageKind::Priorities, &update)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks one shard for its statistics.
+    pub fn stats(&mut self, shard: usize, timeout: Duration) -> Result<ShardStats, ClientError> {
+        if shard >= self.links.len() {
+            return Err(ClientError::Usage(format!("unknown shard {shard}")));
+        }
+        self.send(shard, MessageKind::GetStats, &GetStats {})?;
+        let deadline = Instant::now() + timeout;
+        Ok(self
+            .recv::<ShardStats>(shard, MessageKind::Stats, deadline, "stats", timeout)?
+            .0)
+    }
+
+    /// The unroll layout the shards announced (after `hello`).
+    pub fn layout(&self) -> Option<UnrollLayout> {
+        self.links.first().and_then(|l| l.layout)
+    }
+}

@@ -1,0 +1,201 @@
+//! The replay role from a config: `cml-rl replay`, `cml-rl keygen`, and the
+//! synthetic load generator used by tests and benchmarks.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use cml_envs::{Env, Space};
+use cml_proto::{ActionLayout, SharedKey, SocketOptions, UnrollLayout};
+use cml_replay::index::{IndexConfig, SamplingMode};
+use cml_replay::synthetic::synthetic_unrolls;
+use cml_replay::{InsertClient, ReplayClient, ReplayShard, ShardConfig};
+
+use crate::config::{Config, ReplayMode};
+
+/// The unroll layout of the configured env and unroll length.
+pub fn unroll_layout(config: &Config) -> anyhow::Result<UnrollLayout> {
+    let env = cml_envs::make(&config.env.id, &config.env.params).with_context(|| format!("env {:?}", config.env.id))?;
+    let obs_dim = match env.observation_space() {
+        Space::Box { shape, .. } => shape.iter().product::<usize>(),
+        Space::Discrete(_) => anyhow::bail!(
+            "env {:?}: discrete observations are not supported by the unroll layout (use a Box observation)",
+            config.env.id
+        ),
+    };
+    let action = match env.action_space() {
+        Space::Discrete(n) => ActionLayout::Discrete { n: u32::try_from(*n)? },
+        Space::Box { shape, .. } => ActionLayout::Continuous {
+            dim: u32::try_from(shape.iter().product::<usize>())?,
+        },
+    };
+    Ok(UnrollLayout {
+        unroll_length: config.actor.unroll_length,
+        obs_dim: u32::try_from(obs_dim)?,
+        action,
+    })
+}
+
+/// Socket options from `[transport]`.
+pub fn socket_options(config: &Config) -> SocketOptions {
+    SocketOptions {
+        max_message_bytes: (config.transport.max_message_mb as usize) << 20,
+        send_hwm: config.transport.high_water_mark,
+        recv_hwm: config.transport.high_water_mark,
+        ..SocketOptions::default()
+    }
+}
+
+/// The shared key named by `transport.key_file`.
+pub fn read_key(config: &Config) -> anyhow::Result<SharedKey> {
+    let path = config.transport.key_file.as_ref().ok_or_else(|| {
+        anyhow::anyhow!("transport.key_file: not set; create a key with `cml-rl keygen FILE` and name it there")
+    })?;
+    Ok(SharedKey::read_file(&config.resolve(path))?)
+}
+
+/// The configuration of shard `shard`.
+pub fn shard_config(config: &Config, shard: u32, key: SharedKey) -> anyhow::Result<ShardConfig> {
+    let r = &config.replay;
+    if shard >= r.shards {
+        anyhow::bail!(
+            "--shard {shard}: the config has replay.shards = {} (shards 0..{})",
+            r.shards,
+            r.shards
+        );
+    }
+    let endpoints = r.shard_endpoints();
+    Ok(ShardConfig {
+        shard,
+        shards: r.shards,
+        endpoint: endpoints[shard as usize].clone(),
+        layout: unroll_layout(config)?,
+        index: IndexConfig {
+            capacity: r.capacity,
+            mode: match r.mode {
+                ReplayMode::Prioritized => SamplingMode::Prioritized,
+                ReplayMode::Uniform => SamplingMode::Uniform,
+                ReplayMode::Queue => SamplingMode::Queue,
+            },
+            alpha: r.alpha,
+            priority_epsilon: r.priority_epsilon,
+            max_samples_per_item: r.max_samples_per_item,
+            fresh_fraction: r.fresh_fraction,
+            seed: config
+                .seed
+                .wrapping_add(u64::from(shard))
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        },
+        max_bytes: (r.max_memory_mb as usize) << 20,
+        credit_window: r.credit_window,
+        sender_timeout: Duration::from_secs_f64(r.sender_timeout_s),
+        stats_interval: Duration::from_secs_f64(r.stats_interval_s),
+        socket: socket_options(config),
+        key,
+    })
+}
+
+/// A flag set by SIGINT or SIGTERM.
+pub fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).context("installing a signal handler")?;
+    }
+    Ok(stop)
+}
+
+/// `cml-rl replay --config FILE --shard I`.
+pub fn run_shard(config: &Config, shard: u32) -> anyhow::Result<()> {
+    let key = read_key(config)?;
+    let shard = ReplayShard::new(shard_config(config, shard, key)?)?;
+    let stop = stop_flag()?;
+    cml_replay::serve(shard, &stop)?;
+    Ok(())
+}
+
+/// `cml-rl keygen FILE`.
+pub fn keygen(path: &Path) -> anyhow::Result<()> {
+    SharedKey::generate()?.write_new_file(path)?;
+    println!("wrote a new shared key to {} (mode 0600)", path.display());
+    Ok(())
+}
+
+/// Options of the synthetic load generator.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub shard: u32,
+    pub actor_id: u64,
+    pub unrolls: u64,
+    pub batch: u32,
+    pub timeout: Duration,
+}
+
+/// Inserts `unrolls` synthetic unrolls into one shard, respecting credit;
+/// prints a JSON summary (sent, stored, refused, seconds, unrolls/s).
+pub fn run_load(config: &Config, options: &LoadOptions) -> anyhow::Result<()> {
+    let key = read_key(config)?;
+    let endpoints = config.replay.shard_endpoints();
+    let endpoint = endpoints
+        .get(options.shard as usize)
+        .ok_or_else(|| anyhow::anyhow!("--shard {}: the config has {} shards", options.shard, endpoints.len()))?;
+    let ctx = zmq::Context::new();
+    let mut client = InsertClient::connect(&ctx, &key, &socket_options(config), endpoint, options.shard)?;
+    let welcome = client.hello(options.timeout)?;
+    let layout = welcome.layout;
+    let expected = unroll_layout(config)?;
+    if layout != expected {
+        anyhow::bail!("{endpoint}: shard layout {layout:?} differs from this config's {expected:?}");
+    }
+    let started = Instant::now();
+    let (mut sent, mut stored, mut refused) = (0u64, 0u64, 0u64);
+    let batch = options.batch.max(1);
+    while sent < options.unrolls {
+        let n = batch.min((options.unrolls - sent) as u32);
+        if !client.wait_for_credit(n, options.timeout)? {
+            anyhow::bail!("{endpoint}: no credit for {:?} after {sent} unrolls", options.timeout);
+        }
+        client.send(synthetic_unrolls(&layout, options.actor_id, sent, n))?;
+        sent += u64::from(n);
+        client.drain()?;
+        let progress = client.take_progress();
+        stored += progress.stored;
+        refused += progress.errors.len() as u64;
+    }
+    // Wait for the last acknowledgements.
+    let deadline = Instant::now() + options.timeout;
+    while client.unacked() > 0 && Instant::now() < deadline {
+        client.wait_for_credit(u32::MAX, Duration::from_millis(50))?;
+        let progress = client.take_progress();
+        stored += progress.stored;
+        refused += progress.errors.len() as u64;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({
+            "actor_id": options.actor_id,
+            "sent": sent,
+            "stored": stored,
+            "refused": refused,
+            "seconds": seconds,
+            "unrolls_per_s": sent as f64 / seconds,
+            "mb_per_s": (sent as f64 * layout.item_bytes() as f64) / seconds / 1e6,
+        })
+    );
+    Ok(())
+}
+
+/// `cml-rl replay-stats --config FILE`: every shard's stats as JSON lines.
+pub fn print_stats(config: &Config, timeout: Duration) -> anyhow::Result<()> {
+    let key = read_key(config)?;
+    let ctx = zmq::Context::new();
+    let endpoints = config.replay.shard_endpoints();
+    let mut client = ReplayClient::connect(&ctx, &key, &socket_options(config), &endpoints, config.seed)?;
+    for shard in 0..endpoints.len() {
+        let stats = client.stats(shard, timeout)?;
+        println!("{}", serde_json::to_string(&stats)?);
+    }
+    Ok(())
+}
