@@ -74,8 +74,9 @@ pub enum Command {
     ReplayLoad {
         #[arg(long)]
         config: PathBuf,
-        #[arg(long, default_value_t = 0)]
-        shard: u32,
+        /// One shard; without it, unrolls spread over every shard.
+        #[arg(long)]
+        shard: Option<u32>,
         #[arg(long, default_value_t = 1)]
         actor_id: u64,
         #[arg(long, default_value_t = 1000)]

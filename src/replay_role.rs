@@ -11,7 +11,7 @@ use cml_envs::{Env, Space};
 use cml_proto::{ActionLayout, SharedKey, SocketOptions, UnrollLayout};
 use cml_replay::index::{IndexConfig, SamplingMode};
 use cml_replay::synthetic::synthetic_unrolls;
-use cml_replay::{InsertClient, ReplayClient, ReplayShard, ShardConfig};
+use cml_replay::{InsertClient, ReplayClient, ReplayShard, ShardConfig, ShardedInserter};
 
 use crate::config::{Config, ReplayMode};
 
@@ -125,49 +125,63 @@ pub fn keygen(path: &Path) -> anyhow::Result<()> {
 /// Options of the synthetic load generator.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
-    pub shard: u32,
+    /// One shard, or None to spread over all of them.
+    pub shard: Option<u32>,
     pub actor_id: u64,
     pub unrolls: u64,
     pub batch: u32,
     pub timeout: Duration,
 }
 
-/// Inserts `unrolls` synthetic unrolls into one shard, respecting credit;
-/// prints a JSON summary (sent, stored, refused, seconds, unrolls/s).
+/// Inserts `unrolls` synthetic unrolls into one shard or spread over all,
+/// respecting credit; prints a JSON summary (sent, stored, refused, seconds,
+/// unrolls/s, per-shard counts).
 pub fn run_load(config: &Config, options: &LoadOptions) -> anyhow::Result<()> {
     let key = read_key(config)?;
-    let endpoints = config.replay.shard_endpoints();
-    let endpoint = endpoints
-        .get(options.shard as usize)
-        .ok_or_else(|| anyhow::anyhow!("--shard {}: the config has {} shards", options.shard, endpoints.len()))?;
+    let all = config.replay.shard_endpoints();
+    let endpoints: Vec<String> = match options.shard {
+        Some(shard) => vec![all
+            .get(shard as usize)
+            .ok_or_else(|| anyhow::anyhow!("--shard {shard}: the config has {} shards", all.len()))?
+            .clone()],
+        None => all,
+    };
     let ctx = zmq::Context::new();
-    let mut client = InsertClient::connect(&ctx, &key, &socket_options(config), endpoint, options.shard)?;
-    let welcome = client.hello(options.timeout)?;
-    let layout = welcome.layout;
+    let mut inserter = if let Some(shard) = options.shard {
+        let mut client = InsertClient::connect(&ctx, &key, &socket_options(config), &endpoints[0], shard)?;
+        client.hello(options.timeout)?;
+        ShardedInserter::from_clients(vec![client])?
+    } else {
+        ShardedInserter::connect(&ctx, &key, &socket_options(config), &endpoints, options.timeout)?
+    };
+    let layout = inserter.layout()?;
     let expected = unroll_layout(config)?;
     if layout != expected {
-        anyhow::bail!("{endpoint}: shard layout {layout:?} differs from this config's {expected:?}");
+        anyhow::bail!("shard layout {layout:?} differs from this config's {expected:?}");
     }
     let started = Instant::now();
     let (mut sent, mut stored, mut refused) = (0u64, 0u64, 0u64);
+    let mut per_shard = vec![0u64; endpoints.len()];
     let batch = options.batch.max(1);
     while sent < options.unrolls {
         let n = batch.min((options.unrolls - sent) as u32);
-        if !client.wait_for_credit(n, options.timeout)? {
-            anyhow::bail!("{endpoint}: no credit for {:?} after {sent} unrolls", options.timeout);
-        }
-        client.send(synthetic_unrolls(&layout, options.actor_id, sent, n))?;
+        let message = synthetic_unrolls(&layout, options.actor_id, sent, n);
+        let Some(shard) = inserter.send(message, options.timeout)? else {
+            anyhow::bail!("no shard gave credit for {:?} after {sent} unrolls", options.timeout);
+        };
+        per_shard[shard] += u64::from(n);
         sent += u64::from(n);
-        client.drain()?;
-        let progress = client.take_progress();
+        let progress = inserter.take_progress();
         stored += progress.stored;
         refused += progress.errors.len() as u64;
     }
     // Wait for the last acknowledgements.
     let deadline = Instant::now() + options.timeout;
-    while client.unacked() > 0 && Instant::now() < deadline {
-        client.wait_for_credit(u32::MAX, Duration::from_millis(50))?;
-        let progress = client.take_progress();
+    while inserter.unacked() > 0 && Instant::now() < deadline {
+        for client in inserter.clients() {
+            client.wait_for_credit(u32::MAX, Duration::from_millis(10))?;
+        }
+        let progress = inserter.take_progress();
         stored += progress.stored;
         refused += progress.errors.len() as u64;
     }
@@ -179,6 +193,7 @@ pub fn run_load(config: &Config, options: &LoadOptions) -> anyhow::Result<()> {
             "sent": sent,
             "stored": stored,
             "refused": refused,
+            "per_shard": per_shard,
             "seconds": seconds,
             "unrolls_per_s": sent as f64 / seconds,
             "mb_per_s": (sent as f64 * layout.item_bytes() as f64) / seconds / 1e6,

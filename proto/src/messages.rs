@@ -201,6 +201,10 @@ pub struct ShardStats {
     pub outstanding_credit: u64,
     /// Refused messages by reason (see `RejectReason`).
     pub rejected: BTreeMap<String, u64>,
+    /// Replies that could not be handed to ZeroMQ (peer gone, or its queue
+    /// at the high-water mark); an actor whose credit reply was lost says
+    /// hello again.
+    pub replies_undelivered: u64,
     pub uptime_s: f64,
 }
 

@@ -312,6 +312,120 @@ impl InsertClient {
     }
 }
 
+/// An actor host's links to every shard: each insert goes to the shard with
+/// the most credit (ties in turn), so unrolls spread over the N shards and a
+/// slow or full shard gets fewer.
+pub struct ShardedInserter {
+    clients: Vec<InsertClient>,
+    next: usize,
+}
+
+impl ShardedInserter {
+    /// Connects to shard i at `endpoints[i]` and says hello to each.
+    pub fn connect(
+        ctx: &zmq::Context,
+        key: &SharedKey,
+        options: &SocketOptions,
+        endpoints: &[String],
+        timeout: Duration,
+    ) -> Result<ShardedInserter, ClientError> {
+        let mut clients = Vec::with_capacity(endpoints.len());
+        for (shard, endpoint) in endpoints.iter().enumerate() {
+            let mut client = InsertClient::connect(ctx, key, options, endpoint, shard as u32)?;
+            client.hello(timeout)?;
+            clients.push(client);
+        }
+        if clients.is_empty() {
+            return Err(ClientError::Usage("no shard endpoints".into()));
+        }
+        Ok(ShardedInserter { clients, next: 0 })
+    }
+
+    /// Wraps clients that have already said hello (client i = shard i).
+    pub fn from_clients(clients: Vec<InsertClient>) -> Result<ShardedInserter, ClientError> {
+        if clients.is_empty() {
+            return Err(ClientError::Usage("no shard clients".into()));
+        }
+        Ok(ShardedInserter { clients, next: 0 })
+    }
+
+    pub fn clients(&mut self) -> &mut [InsertClient] {
+        &mut self.clients
+    }
+
+    /// The layout every shard announced (they must agree).
+    pub fn layout(&self) -> Result<UnrollLayout, ClientError> {
+        let first = self.clients[0]
+            .layout()
+            .ok_or_else(|| ClientError::Usage("no welcome from shard 0".into()))?;
+        for c in &self.clients[1..] {
+            if c.layout() != Some(first) {
+                return Err(ClientError::Usage(format!(
+                    "{}: layout {:?} differs from shard 0's {first:?}",
+                    c.endpoint,
+                    c.layout()
+                )));
+            }
+        }
+        Ok(first)
+    }
+
+    /// Waits up to `timeout` for some shard to have `needed` credit; returns
+    /// its index, or None on timeout.
+    pub fn wait_for_credit(&mut self, needed: u32, timeout: Duration) -> Result<Option<usize>, ClientError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            for c in &mut self.clients {
+                c.drain()?;
+            }
+            let n = self.clients.len();
+            let best = (0..n)
+                .map(|i| (self.next + i) % n)
+                .filter(|&i| self.clients[i].credit() >= needed)
+                .max_by_key(|&i| (self.clients[i].credit(), std::cmp::Reverse((i + n - self.next) % n)));
+            if let Some(i) = best {
+                self.next = (i + 1) % n;
+                return Ok(Some(i));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            // Wait on one shard a little (handles re-hellos), then look again.
+            let step = Duration::from_millis(20);
+            let i = self.next;
+            self.clients[i].wait_for_credit(needed, step)?;
+            self.next = (self.next + 1) % n;
+        }
+    }
+
+    /// Sends `message` to a shard with enough credit, waiting up to
+    /// `timeout`; returns the shard it went to, or None on timeout (nothing
+    /// sent: the caller keeps the unrolls).
+    pub fn send(&mut self, message: UnrollMessage, timeout: Duration) -> Result<Option<usize>, ClientError> {
+        let Some(shard) = self.wait_for_credit(message.count, timeout)? else {
+            return Ok(None);
+        };
+        self.clients[shard].send(message)?;
+        Ok(Some(shard))
+    }
+
+    /// Acknowledged unrolls and refusals from every shard since last asked.
+    pub fn take_progress(&mut self) -> InsertProgress {
+        let mut all = InsertProgress::default();
+        for c in &mut self.clients {
+            let p = c.take_progress();
+            all.stored += p.stored;
+            all.errors.extend(p.errors);
+        }
+        all
+    }
+
+    /// Inserts not yet acknowledged, over all shards.
+    pub fn unacked(&self) -> usize {
+        self.clients.iter().map(InsertClient::unacked).sum()
+    }
+}
+
 /// Per-shard state the learner keeps.
 struct ShardLink {
     endpoint: String,
@@ -591,13 +705,7 @@ impl ReplayClient {
         } else {
             out.probabilities.iter().copied().fold(f64::INFINITY, f64::min)
         };
-        importance_weights(
-            &out.probabilities,
-            replay_size.max(out.count as u64) as usize,
-            min_probability,
-            beta,
-            &mut out.weights,
-        );
+        importance_weights(&out.probabilities, min_probability, beta, &mut out.weights);
         out.replay_size = replay_size;
         out
     }

@@ -508,13 +508,12 @@ impl ReplayIndex {
 /// `w_i = (N * P(i))^-beta / max_j w_j`, with `max_j w_j = (N * P_min)^-beta`
 /// where `P_min = min(min_probability, min_i P(i))`.
 ///
-/// `N` (`size`, the number of live items) cancels in the normalized weight,
-/// which is computed as `(P_min / P(i))^beta`; all weights are in `[0, 1]`.
+/// `N` (the number of live items) cancels in the normalized weight, which is
+/// computed as `(P_min / P(i))^beta`; all weights are in `[0, 1]`.
 /// `beta = 0` gives all ones. A probability that is NaN or `<= 0` gets
 /// weight 1. Clears `out` and fills it with one weight per probability.
-pub fn importance_weights(probabilities: &[f64], size: usize, min_probability: f64, beta: f64, out: &mut Vec<f32>) {
-    // `size` cancels: (N P_i)^-beta / (N P_min)^-beta = (P_min / P_i)^beta.
-    let _ = size;
+pub fn importance_weights(probabilities: &[f64], min_probability: f64, beta: f64, out: &mut Vec<f32>) {
+    // N cancels: (N P_i)^-beta / (N P_min)^-beta = (P_min / P_i)^beta.
     out.clear();
     if beta == 0.0 {
         out.extend(probabilities.iter().map(|_| 1.0f32));
@@ -909,23 +908,23 @@ mod tests {
     #[test]
     fn importance_weights_by_hand() {
         let mut out = Vec::new();
-        importance_weights(&[0.5, 0.25], 4, 0.25, 1.0, &mut out);
+        importance_weights(&[0.5, 0.25], 0.25, 1.0, &mut out);
         assert_eq!(out, [0.5, 1.0]);
-        importance_weights(&[0.5, 0.25, 0.1], 10, 0.1, 0.5, &mut out);
+        importance_weights(&[0.5, 0.25, 0.1], 0.1, 0.5, &mut out);
         let expected = [(0.1f64 / 0.5).sqrt(), (0.1f64 / 0.25).sqrt(), 1.0];
         for (w, e) in out.iter().zip(expected) {
             assert!((f64::from(*w) - e).abs() < 1e-6);
         }
         // beta = 0: all ones.
-        importance_weights(&[0.5, 0.01], 4, 0.01, 0.0, &mut out);
+        importance_weights(&[0.5, 0.01], 0.01, 0.0, &mut out);
         assert_eq!(out, [1.0, 1.0]);
         // A batch probability below the declared minimum gets the max weight.
-        importance_weights(&[0.5, 0.1], 4, 0.25, 1.0, &mut out);
+        importance_weights(&[0.5, 0.1], 0.25, 1.0, &mut out);
         assert_eq!(out, [0.2, 1.0]);
         // Degenerate inputs stay finite.
-        importance_weights(&[0.0, f64::NAN, 0.5], 4, 0.0, 1.0, &mut out);
+        importance_weights(&[0.0, f64::NAN, 0.5], 0.0, 1.0, &mut out);
         assert_eq!(out, [1.0, 1.0, 1.0]);
-        importance_weights(&[], 0, 0.1, 1.0, &mut out);
+        importance_weights(&[], 0.1, 1.0, &mut out);
         assert!(out.is_empty());
     }
 }

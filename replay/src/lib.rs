@@ -17,5 +17,7 @@ pub mod client;
 pub mod shard;
 pub mod synthetic;
 
-pub use client::{ClientError, InsertClient, InsertProgress, ReplayClient, SampledBatch, UnrollMessage};
+pub use client::{
+    ClientError, InsertClient, InsertProgress, ReplayClient, SampledBatch, ShardedInserter, UnrollMessage,
+};
 pub use shard::{serve, ReplayShard, ShardConfig, ShardError};

@@ -119,6 +119,7 @@ pub struct ReplayShard {
     episodes_dropped: u64,
     /// Rates over the last stats interval (set by the serving loop).
     rates: (f64, f64),
+    replies_undelivered: u64,
 }
 
 impl ReplayShard {
@@ -178,6 +179,7 @@ impl ReplayShard {
             stale_updates_total: 0,
             episodes_dropped: 0,
             rates: (0.0, 0.0),
+            replies_undelivered: 0,
             config,
         })
     }
@@ -234,6 +236,7 @@ impl ReplayShard {
             senders: self.senders.len() as u64,
             outstanding_credit: self.senders.values().map(|s| u64::from(s.outstanding)).sum(),
             rejected: self.rejects.to_map(),
+            replies_undelivered: self.replies_undelivered,
             uptime_s: self.started.elapsed().as_secs_f64(),
         }
     }
@@ -666,6 +669,7 @@ pub fn serve(mut shard: ReplayShard, stop: &AtomicBool) -> Result<(), ShardError
             parts.extend(reply);
             if let Err(e) = socket.send_multipart(parts, zmq::DONTWAIT) {
                 // EHOSTUNREACH: the peer is gone; EAGAIN: its queue is full.
+                shard.replies_undelivered += 1;
                 tracing::debug!(shard = id, "reply not delivered: {e}");
                 if e == zmq::Error::EHOSTUNREACH {
                     shard.peer_unreachable(&routing_id);
