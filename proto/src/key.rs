@@ -55,6 +55,9 @@ impl SharedKey {
             )));
         }
         let mut bytes = [0u8; KEY_LEN];
+        if let Some(i) = text.bytes().position(|c| !c.is_ascii_hexdigit()) {
+            return Err(ProtoError::Key(format!("not a hexadecimal digit at offset {i}")));
+        }
         for (i, byte) in bytes.iter_mut().enumerate() {
             *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
                 .map_err(|_| ProtoError::Key(format!("not a hexadecimal digit pair at offset {}", 2 * i)))?;
@@ -101,6 +104,8 @@ mod tests {
             .contains("64 hexadecimal digits"));
         let bad = "zz".repeat(32);
         assert!(SharedKey::from_hex(&bad).unwrap_err().to_string().contains("offset 0"));
+        let plus = format!("+a{}", "0".repeat(62));
+        assert!(SharedKey::from_hex(&plus).is_err(), "a sign is not a digit");
     }
 
     #[test]

@@ -88,6 +88,13 @@ pub struct Welcome {
     /// Slots of this shard (unrolls).
     pub capacity: u64,
     pub max_message_bytes: u64,
+    /// Most credit an actor holds at once.
+    pub credit_window: u32,
+    /// An actor silent this long loses its credit (say hello again).
+    pub sender_timeout_ms: u64,
+    /// Random per shard process: item keys are only meaningful within one
+    /// incarnation (`batch.incarnation`, `priorities.incarnation`).
+    pub incarnation: u64,
 }
 
 /// One finished episode, reported by the actor that ran it.
@@ -142,6 +149,8 @@ pub struct SampleRequest {
 pub struct Batch {
     pub request_id: u64,
     pub shard: u32,
+    /// The shard process's incarnation (see `Welcome`).
+    pub incarnation: u64,
     pub count: u32,
     /// Item keys, for priority updates (unique within a shard).
     pub keys: Vec<u64>,
@@ -165,6 +174,10 @@ pub struct Batch {
 /// Body of `priorities`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PriorityUpdate {
+    /// The incarnation the keys came from; if it is not the shard's current
+    /// one, every key is stale (the shard restarted). `nil`: not checked.
+    #[serde(default)]
+    pub incarnation: Option<u64>,
     pub keys: Vec<u64>,
     /// Raw priorities (finite, >= 0); the shard stores max(p, ε)^α.
     pub priorities: Vec<f64>,

@@ -87,6 +87,9 @@ pub struct InsertClient {
     unacked: VecDeque<(u64, u32)>,
     last_heard: Instant,
     last_hello: Option<Instant>,
+    /// Seq of our last hello: inserts sent after it are counted against the
+    /// welcome's credit.
+    hello_seq: u64,
     frames: Vec<zmq::Message>,
     progress: InsertProgress,
     had_message: bool,
@@ -113,6 +116,7 @@ impl InsertClient {
             unacked: VecDeque::new(),
             last_heard: Instant::now(),
             last_hello: None,
+            hello_seq: 0,
             frames: Vec::new(),
             progress: InsertProgress::default(),
             had_message: false,
@@ -140,6 +144,7 @@ impl InsertClient {
 
     /// Sends `hello` (asking for credit).
     pub fn send_hello(&mut self) -> Result<(), ClientError> {
+        self.hello_seq = self.sealer.next_seq();
         let frames = self
             .sealer
             .seal(MessageKind::Hello, &Hello { role: "actor".into() }, Vec::new())?;
@@ -191,8 +196,10 @@ impl InsertClient {
         };
         let seq = self.sealer.next_seq();
         let frames = self.sealer.seal(MessageKind::Insert, &body, message.frames)?;
+        // Credit keeps the queue short; EAGAIN here means the shard has been
+        // unreachable for a high-water mark's worth of messages.
         self.socket
-            .send_multipart(frames, 0)
+            .send_multipart(frames, zmq::DONTWAIT)
             .map_err(socket_err(&self.endpoint))?;
         self.credit -= message.count;
         self.unacked.push_back((seq, message.count));
@@ -264,10 +271,14 @@ impl InsertClient {
                         )));
                     }
                     self.layout = Some(welcome.layout);
-                    self.credit = welcome.credit;
-                    // Anything unacknowledged from before is the shard's to
-                    // acknowledge or not; the new credit stands alone.
-                    self.unacked.clear();
+                    // The shard reset our credit when it read the hello;
+                    // inserts sent after the hello use that new credit.
+                    // Inserts from before it were answered before the
+                    // welcome, or lost with an earlier shard process.
+                    let hello_seq = self.hello_seq;
+                    self.unacked.retain(|(seq, _)| *seq > hello_seq);
+                    let in_flight: u32 = self.unacked.iter().map(|(_, n)| n).sum();
+                    self.credit = welcome.credit.saturating_sub(in_flight);
                     Ok(Some(welcome))
                 }
                 Err(r) => {
@@ -435,6 +446,8 @@ struct ShardLink {
     total_priority: f64,
     min_priority: f64,
     layout: Option<UnrollLayout>,
+    /// The shard process the last batch came from (keys belong to it).
+    incarnation: Option<u64>,
 }
 
 /// Sampled unrolls from all shards, with importance weights.
@@ -488,6 +501,7 @@ impl ReplayClient {
                     total_priority: 0.0,
                     min_priority: f64::INFINITY,
                     layout: None,
+                    incarnation: None,
                 })
             })
             .collect::<Result<Vec<_>, ClientError>>()?;
@@ -506,20 +520,26 @@ impl ReplayClient {
         self.links.len()
     }
 
-    fn send(&mut self, shard: usize, kind: MessageKind, body: &impl serde::Serialize) -> Result<(), ClientError> {
+    /// Sends a request; returns its seq (an `error` reply names it).
+    fn send(&mut self, shard: usize, kind: MessageKind, body: &impl serde::Serialize) -> Result<u64, ClientError> {
+        let seq = self.sealer.next_seq();
         let frames = self.sealer.seal(kind, body, Vec::new())?;
         let link = &self.links[shard];
         link.socket
             .send_multipart(frames, zmq::DONTWAIT)
-            .map_err(socket_err(&link.endpoint))
+            .map_err(socket_err(&link.endpoint))?;
+        Ok(seq)
     }
 
     /// Receives one authenticated message of `kind` from `shard` within
-    /// `deadline`, skipping others (late replies to earlier requests).
+    /// `deadline`, skipping others (late replies to earlier requests). An
+    /// `error` naming `request_seq` fails the call; errors about other
+    /// messages (e.g. an earlier priority update) are logged.
     fn recv<B: serde::de::DeserializeOwned>(
         &mut self,
         shard: usize,
         kind: MessageKind,
+        request_seq: u64,
         deadline: Instant,
         what: &'static str,
         timeout: Duration,
@@ -545,12 +565,16 @@ impl ReplayClient {
             };
             if opened.kind == MessageKind::Error {
                 if let Ok(e) = opened.body::<ErrorReply>() {
-                    return Err(ClientError::Refused {
-                        endpoint: link.endpoint.clone(),
-                        reason: e.reason,
-                        detail: e.detail,
-                    });
+                    if e.seq == request_seq {
+                        return Err(ClientError::Refused {
+                            endpoint: link.endpoint.clone(),
+                            reason: e.reason,
+                            detail: e.detail,
+                        });
+                    }
+                    tracing::warn!(endpoint = %link.endpoint, seq = e.seq, "shard refused an earlier message: {}: {}", e.reason, e.detail);
                 }
+                continue;
             }
             if opened.kind != kind {
                 continue;
@@ -569,11 +593,12 @@ impl ReplayClient {
     pub fn hello(&mut self, timeout: Duration) -> Result<Vec<Welcome>, ClientError> {
         let deadline = Instant::now() + timeout;
         let mut welcomes = Vec::with_capacity(self.links.len());
+        let mut seqs = Vec::with_capacity(self.links.len());
         for shard in 0..self.links.len() {
-            self.send(shard, MessageKind::Hello, &Hello { role: "learner".into() })?;
+            seqs.push(self.send(shard, MessageKind::Hello, &Hello { role: "learner".into() })?);
         }
-        for shard in 0..self.links.len() {
-            let (welcome, _) = self.recv::<Welcome>(shard, MessageKind::Welcome, deadline, "welcome", timeout)?;
+        for (shard, seq) in seqs.into_iter().enumerate() {
+            let (welcome, _) = self.recv::<Welcome>(shard, MessageKind::Welcome, seq, deadline, "welcome", timeout)?;
             if welcome.shard as usize != shard {
                 return Err(ClientError::Usage(format!(
                     "{}: serves shard {}, configured as shard {shard}",
@@ -636,9 +661,10 @@ impl ReplayClient {
         }
         let request_id = self.next_request;
         self.next_request += 1;
+        let mut seqs = vec![0u64; n_shards];
         for (shard, &n) in per_shard.iter().enumerate() {
             if n > 0 {
-                self.send(shard, MessageKind::Sample, &SampleRequest { request_id, count: n })?;
+                seqs[shard] = self.send(shard, MessageKind::Sample, &SampleRequest { request_id, count: n })?;
             }
         }
         let deadline = Instant::now() + timeout;
@@ -648,9 +674,11 @@ impl ReplayClient {
                 continue;
             }
             loop {
-                let (batch, payload) = self.recv::<Batch>(shard, MessageKind::Batch, deadline, "batch", timeout)?;
+                let (batch, payload) =
+                    self.recv::<Batch>(shard, MessageKind::Batch, seqs[shard], deadline, "batch", timeout)?;
                 if batch.request_id == request_id {
                     let link = &mut self.links[shard];
+                    link.incarnation = Some(batch.incarnation);
                     link.size = batch.size;
                     link.total_priority = batch.total_priority;
                     link.min_priority = batch.min_priority;
@@ -726,6 +754,7 @@ impl ReplayClient {
         }
         for shard in 0..self.links.len() {
             let mut update = PriorityUpdate {
+                incarnation: self.links[shard].incarnation,
                 keys: Vec::new(),
                 priorities: Vec::new(),
             };
@@ -747,10 +776,10 @@ impl ReplayClient {
         if shard >= self.links.len() {
             return Err(ClientError::Usage(format!("unknown shard {shard}")));
         }
-        self.send(shard, MessageKind::GetStats, &GetStats {})?;
+        let seq = self.send(shard, MessageKind::GetStats, &GetStats {})?;
         let deadline = Instant::now() + timeout;
         Ok(self
-            .recv::<ShardStats>(shard, MessageKind::Stats, deadline, "stats", timeout)?
+            .recv::<ShardStats>(shard, MessageKind::Stats, seq, deadline, "stats", timeout)?
             .0)
     }
 

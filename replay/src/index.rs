@@ -413,6 +413,12 @@ impl ReplayIndex {
         }
     }
 
+    /// Checks a raw priority as `insert` / `update_priority` would (finite,
+    /// >= 0, stored value within range) without changing anything.
+    pub fn check_priority(&self, raw: f64) -> Result<(), ReplayError> {
+        self.stored_priority(self.next_key, raw).map(|_| ())
+    }
+
     /// Writes a live slot's stored priority into the trees the mode uses.
     fn set_tree_priority(&mut self, slot: usize, stored: f64) {
         match self.config.mode {

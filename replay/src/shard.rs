@@ -120,6 +120,9 @@ pub struct ReplayShard {
     /// Rates over the last stats interval (set by the serving loop).
     rates: (f64, f64),
     replies_undelivered: u64,
+    /// Random per process (the sealer's sender id): keys of an earlier
+    /// incarnation never match this one's.
+    incarnation: u64,
 }
 
 impl ReplayShard {
@@ -158,6 +161,7 @@ impl ReplayShard {
         let sealer =
             Sealer::with_random_sender(config.key.clone()).map_err(|source| ShardError::Proto { shard, source })?;
         Ok(ReplayShard {
+            incarnation: sealer.sender(),
             opener: Opener::new(config.key.clone(), config.socket.max_message_bytes),
             sealer,
             rejects: RejectLog::new("replay"),
@@ -182,6 +186,11 @@ impl ReplayShard {
             replies_undelivered: 0,
             config,
         })
+    }
+
+    /// This process's incarnation id (see `Welcome::incarnation`).
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
     }
 
     pub fn config(&self) -> &ShardConfig {
@@ -333,6 +342,12 @@ impl ReplayShard {
         hello: &Hello,
         out: &mut Vec<Outgoing>,
     ) -> Result<(), Rejection> {
+        if hello.role != "actor" && hello.role != "learner" {
+            return Err(Rejection::new(
+                RejectReason::BadBody,
+                format!("hello.role is {:?}; expected \"actor\" or \"learner\"", hello.role),
+            ));
+        }
         let credit = if hello.role == "actor" {
             // A hello replaces the sender's credit: release it, then grant anew.
             if let Some(state) = self.senders.get_mut(&sender) {
@@ -362,6 +377,9 @@ impl ReplayShard {
             credit,
             capacity: self.index.capacity() as u64,
             max_message_bytes: self.config.socket.max_message_bytes as u64,
+            credit_window: self.config.credit_window,
+            sender_timeout_ms: self.config.sender_timeout.as_millis() as u64,
+            incarnation: self.incarnation,
         };
         self.reply(routing_id, MessageKind::Welcome, &welcome, Vec::new(), out);
         Ok(())
@@ -409,12 +427,7 @@ impl ReplayShard {
             ));
         }
         if let Some(priorities) = &insert.priorities {
-            if let Some((i, p)) = priorities.iter().enumerate().find(|(_, p)| !p.is_finite() || **p < 0.0) {
-                return Err(Rejection::new(
-                    RejectReason::BadValue,
-                    format!("priorities[{i}] is {p}; priorities are finite and >= 0"),
-                ));
-            }
+            self.check_priorities(priorities)?;
         }
         if let Some(e) = insert.episodes.iter().find(|e| !e.episode_return.is_finite()) {
             return Err(Rejection::new(
@@ -462,12 +475,15 @@ impl ReplayShard {
             self.episodes.push_back(episode.clone());
         }
 
-        // Acknowledge and refill the sender's credit.
+        // Acknowledge and refill the sender's credit (the used credit is
+        // released first, so the stored unrolls are not counted twice).
+        if let Some(state) = self.senders.get_mut(&sender) {
+            state.outstanding -= insert.count;
+        }
         let free = self.free_credit();
         let window = self.config.credit_window;
         let grant = match self.senders.get_mut(&sender) {
             Some(state) => {
-                state.outstanding -= insert.count;
                 let grant = u64::from(window - state.outstanding).min(free) as u32;
                 state.outstanding += grant;
                 if state.outstanding < window && !self.waiting.contains(&sender) {
@@ -506,6 +522,7 @@ impl ReplayShard {
         let mut batch = Batch {
             request_id: request.request_id,
             shard: self.config.shard,
+            incarnation: self.incarnation,
             count: sampled.len() as u32,
             keys: Vec::with_capacity(sampled.len()),
             priorities: Vec::with_capacity(sampled.len()),
@@ -585,22 +602,33 @@ impl ReplayShard {
                 format!("{} keys but {} priorities", update.keys.len(), update.priorities.len()),
             ));
         }
-        if let Some((i, p)) = update
-            .priorities
-            .iter()
-            .enumerate()
-            .find(|(_, p)| !p.is_finite() || **p < 0.0)
-        {
-            return Err(Rejection::new(
-                RejectReason::BadValue,
-                format!("priorities[{i}] is {p}; priorities are finite and >= 0"),
-            ));
+        // All checked before any is applied.
+        self.check_priorities(&update.priorities)?;
+        if update.incarnation.is_some_and(|i| i != self.incarnation) {
+            // Keys of an earlier shard process: none of them is ours.
+            self.stale_updates_total += update.keys.len() as u64;
+            return Ok(());
         }
         for (&key, &p) in update.keys.iter().zip(&update.priorities) {
             match self.index.update_priority(key, p) {
                 Ok(UpdateOutcome::Updated) => self.priority_updates_total += 1,
                 Ok(UpdateOutcome::Stale) => self.stale_updates_total += 1,
                 Err(e) => return Err(Rejection::new(RejectReason::BadValue, e.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    fn check_priorities(&self, priorities: &[f64]) -> Result<(), Rejection> {
+        for (i, &p) in priorities.iter().enumerate() {
+            if self.index.check_priority(p).is_err() {
+                return Err(Rejection::new(
+                    RejectReason::BadValue,
+                    format!(
+                        "priorities[{i}] is {p}; priorities are finite, >= 0, and max(p, epsilon)^alpha <= {:e}",
+                        crate::index::MAX_STORED_PRIORITY
+                    ),
+                ));
             }
         }
         Ok(())
@@ -653,6 +681,7 @@ pub fn serve(mut shard: ReplayShard, stop: &AtomicBool) -> Result<(), ShardError
     let mut frames = Vec::new();
     let mut out = Vec::new();
     let mut last_report = Instant::now();
+    let mut last_expiry = Instant::now();
     let (mut last_inserted, mut last_sampled) = (0u64, 0u64);
     while !stop.load(Ordering::Relaxed) {
         let got = recv_frames(&socket, &mut frames, 100).map_err(|source| ShardError::Socket {
@@ -676,6 +705,10 @@ pub fn serve(mut shard: ReplayShard, stop: &AtomicBool) -> Result<(), ShardError
                 }
             }
         }
+        if last_expiry.elapsed() >= Duration::from_secs(1) {
+            shard.expire_senders(&mut out);
+            last_expiry = Instant::now();
+        }
         let elapsed = last_report.elapsed();
         if elapsed >= shard.config.stats_interval {
             shard.rates = (
@@ -696,7 +729,6 @@ pub fn serve(mut shard: ReplayShard, stop: &AtomicBool) -> Result<(), ShardError
                 episodes_dropped = shard.episodes_dropped,
                 "replay stats"
             );
-            shard.expire_senders(&mut out);
             last_report = Instant::now();
         }
     }

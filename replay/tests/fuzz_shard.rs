@@ -63,6 +63,7 @@ fn valid_message(rng: &mut SmallRng, sealer: &mut Sealer) -> Vec<Vec<u8>> {
         2 => {
             let n = rng.random_range(0..4);
             let body = PriorityUpdate {
+                incarnation: None,
                 keys: (0..n).map(|_| rng.random_range(0..64)).collect(),
                 priorities: (0..n).map(|_| rng.random::<f64>() * 3.0).collect(),
             };

@@ -232,6 +232,7 @@ fn every_bad_input_is_refused_counted_and_harmless() {
     // NaN and negative priorities in an update; mismatched lengths.
     for p in [f64::NAN, -1.0, f64::INFINITY] {
         let update = PriorityUpdate {
+            incarnation: None,
             keys: vec![0, 1],
             priorities: vec![2.0, p],
         };
@@ -239,11 +240,36 @@ fn every_bad_input_is_refused_counted_and_harmless() {
         expect(&mut shard, frames, RejectReason::BadValue);
     }
     let update = PriorityUpdate {
+        incarnation: None,
         keys: vec![0, 1],
         priorities: vec![2.0],
     };
     let frames = sealer.seal(MessageKind::Priorities, &update, vec![]).unwrap();
     expect(&mut shard, frames, RejectReason::BadBody);
+
+    // A priority whose stored value p^alpha would overflow the trees
+    // (alpha = 1 here): refused before anything is applied or stored.
+    let update = PriorityUpdate {
+        incarnation: None,
+        keys: vec![0, 1],
+        priorities: vec![2.0, 1e250],
+    };
+    let frames = sealer.seal(MessageKind::Priorities, &update, vec![]).unwrap();
+    expect(&mut shard, frames, RejectReason::BadValue);
+    let mut bad = synthetic_unrolls(&layout(), 5, 100, 2);
+    bad.priorities = Some(vec![1.0, 1e250]);
+    expect(&mut shard, insert_frames(&mut sealer, bad, 0), RejectReason::BadValue);
+    // A hello with an unknown role.
+    let frames = sealer
+        .seal(MessageKind::Hello, &Hello { role: "Actor".into() }, vec![])
+        .unwrap();
+    expect(&mut shard, frames, RejectReason::BadBody);
+    assert_eq!(
+        shard.stats().priority_updates_total,
+        0,
+        "a refused update changed nothing"
+    );
+    assert_eq!(shard.stats().inserted_total, 10);
 
     // Nothing stored was touched, and nothing was added.
     assert_eq!(shard.len(), 10);
@@ -273,6 +299,45 @@ fn every_bad_input_is_refused_counted_and_harmless() {
     let stats = shard.stats();
     assert_eq!(stats.inserted_total, 13);
     assert!(stats.rejected.values().sum::<u64>() >= 25);
+}
+
+#[test]
+fn priority_updates_for_an_earlier_shard_process_are_stale() {
+    let mut shard = shard(SamplingMode::Prioritized, 64);
+    let mut sealer = Sealer::new(key(), 77);
+    let hello = sealer
+        .seal(MessageKind::Hello, &Hello { role: "actor".into() }, vec![])
+        .unwrap();
+    deliver(&mut shard, hello);
+    deliver(
+        &mut shard,
+        insert_frames(&mut sealer, synthetic_unrolls(&layout(), 5, 0, 4), 0),
+    );
+    let before = shard.stats().total_priority;
+    for (incarnation, stale) in [
+        (Some(shard.incarnation() ^ 1), 2),
+        (Some(shard.incarnation()), 0),
+        (None, 0),
+    ] {
+        let update = PriorityUpdate {
+            incarnation,
+            keys: vec![0, 1],
+            priorities: vec![9.0, 9.0],
+        };
+        let stats_before = shard.stats();
+        let out = deliver(
+            &mut shard,
+            sealer.seal(MessageKind::Priorities, &update, vec![]).unwrap(),
+        );
+        assert!(out.is_empty());
+        let stats = shard.stats();
+        assert_eq!(stats.stale_updates_total - stats_before.stale_updates_total, stale);
+        assert_eq!(
+            stats.priority_updates_total - stats_before.priority_updates_total,
+            2 - stale
+        );
+    }
+    assert!(shard.stats().total_priority > before);
 }
 
 /// A header with any version and type (and an empty body).

@@ -168,6 +168,22 @@ fn queue_mode_makes_actors_wait_and_never_overfills() {
 }
 
 #[test]
+fn queue_mode_refills_credit_while_there_is_room() {
+    let mut shard = shard(SamplingMode::Queue, 20, 8);
+    let mut a = Peer::new("a", 1);
+    assert_eq!(a.hello(&mut shard), 8);
+    // 8 stored, 12 free: the window refills completely.
+    let out = a.insert(&mut shard, 8);
+    assert_eq!(grants(&mut a, &out), vec![(MessageKind::Credit, 8)]);
+    // 16 stored, 4 free: only 4 can be promised.
+    let out = a.insert(&mut shard, 8);
+    assert_eq!(grants(&mut a, &out), vec![(MessageKind::Credit, 4)]);
+    let out = a.insert(&mut shard, 4);
+    assert_eq!(grants(&mut a, &out), vec![(MessageKind::Credit, 0)]);
+    assert_eq!(shard.len(), 20);
+}
+
+#[test]
 fn queue_mode_hands_out_each_unroll_once_in_order() {
     let mut shard = shard(SamplingMode::Queue, 50, 50);
     let mut a = Peer::new("a", 1);
