@@ -1,67 +1,17 @@
 //! A real replay shard process on loopback, fed by two real client
 //! processes, sampled and reprioritised by this test as the learner.
 
+mod common;
+
 use std::io::Read;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{setup, spawn};
 
 use cml_proto::{ActionLayout, SharedKey, SocketOptions, UnrollLayout};
 use cml_replay::synthetic::synthetic_item;
 use cml_replay::{ReplayClient, SampledBatch};
-
-/// Kills the child when dropped, so a failing test leaves no process behind.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
-}
-
-fn spawn(args: &[&str], dir: &Path, stdout: Stdio) -> Reaped {
-    Reaped(
-        Command::new(env!("CARGO_BIN_EXE_cml-rl"))
-            .args(args)
-            .current_dir(dir)
-            .env("RUST_LOG", "warn")
-            .stdout(stdout)
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("cml-rl starts"),
-    )
-}
-
-fn setup(name: &str, extra: &str) -> (PathBuf, PathBuf, String) {
-    let dir = std::env::temp_dir().join(format!("cml-replay-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let status = Command::new(env!("CARGO_BIN_EXE_cml-rl"))
-        .args(["keygen", "run.key"])
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let port = free_port();
-    let config = dir.join("run.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "seed = 3\n[env]\nid = \"CartPole-v1\"\n[transport]\nkey_file = \"run.key\"\n\
-             [replay]\nbase_port = {port}\nstats_interval_s = 0.5\n{extra}"
-        ),
-    )
-    .unwrap();
-    (dir, config, format!("tcp://127.0.0.1:{port}"))
-}
 
 fn layout() -> UnrollLayout {
     UnrollLayout {
@@ -149,7 +99,11 @@ fn shard_process_serves_two_clients_survives_a_killed_one_and_keeps_contents() {
     assert!(stats.inserted_total >= 4000);
     assert_eq!(stats.size, 3000, "a full prioritized shard holds its capacity");
     assert_eq!(stats.evicted_total, stats.inserted_total - 3000, "{stats:?}");
-    assert_eq!(stats.rejected.values().sum::<u64>(), 0, "{stats:?}");
+    // Only the killed client's last inserts may be refused: once its
+    // connection is gone the shard forgets it, and inserts still queued from
+    // it have no credit (at most its window of 64 unrolls: 3 inserts).
+    let refused: u64 = stats.rejected.values().sum();
+    assert!(refused == stats.rejected["no_credit"] && refused <= 3, "{stats:?}");
     let settled = stats.inserted_total;
 
     // Every sampled unroll is exactly what its client generated.

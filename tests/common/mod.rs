@@ -1,0 +1,60 @@
+//! Helpers for tests that run `cml-rl` processes on loopback.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// Kills the child when dropped, so a failing test leaves no process behind.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+pub fn spawn(args: &[&str], dir: &Path, stdout: Stdio) -> Reaped {
+    Reaped(
+        Command::new(env!("CARGO_BIN_EXE_cml-rl"))
+            .args(args)
+            .current_dir(dir)
+            .env("RUST_LOG", "warn")
+            .stdout(stdout)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cml-rl starts"),
+    )
+}
+
+/// A temp dir with a fresh key and a CartPole config whose single shard
+/// listens on a free loopback port; returns (dir, config, endpoint).
+pub fn setup(name: &str, extra: &str) -> (PathBuf, PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("cml-replay-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_cml-rl"))
+        .args(["keygen", "run.key"])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let port = free_port();
+    let config = dir.join("run.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "seed = 3\n[env]\nid = \"CartPole-v1\"\n[transport]\nkey_file = \"run.key\"\n\
+             [replay]\nbase_port = {port}\nstats_interval_s = 0.5\n{extra}"
+        ),
+    )
+    .unwrap();
+    (dir, config, format!("tcp://127.0.0.1:{port}"))
+}
