@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::replay_role;
 use crate::rollout::{self, RolloutOptions};
+use crate::{actor_role, replay_role};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -62,6 +62,18 @@ pub enum Command {
         /// Seconds to wait for each shard.
         #[arg(long, default_value_t = 5.0)]
         timeout: f64,
+    },
+    /// Run an actor host: W workers × K env actors, unrolls to the replay
+    /// shards, weights from the learner (until SIGINT/SIGTERM).
+    Actor {
+        #[arg(long)]
+        config: PathBuf,
+        /// Stop after delivering this many unrolls.
+        #[arg(long)]
+        max_unrolls: Option<u64>,
+        /// Print the final report (throughput, time breakdown) as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Write a new shared key file (mode 0600) for `transport.key_file`.
     Keygen {
@@ -164,6 +176,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             replay_role::print_stats(&Config::load(&config)?, seconds("--timeout", timeout)?)
         }
         Command::Keygen { file } => replay_role::keygen(&file),
+        Command::Actor {
+            config,
+            max_unrolls,
+            json,
+        } => actor_role::run_actor(&Config::load(&config)?, max_unrolls, json),
         Command::ReplayLoad {
             config,
             shard,

@@ -22,6 +22,10 @@ pub struct Config {
     #[serde(default)]
     pub actor: ActorConfig,
     #[serde(default)]
+    pub model: cml_policy::NetConfig,
+    #[serde(default)]
+    pub learner: LearnerConfig,
+    #[serde(default)]
     pub replay: ReplayConfig,
     #[serde(default)]
     pub transport: TransportConfig,
@@ -31,17 +35,67 @@ pub struct Config {
     pub base_dir: PathBuf,
 }
 
-/// `[actor]`: how actor hosts cut trajectories.
+/// `[actor]`: actor hosts.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ActorConfig {
     /// T: env steps per unroll.
     pub unroll_length: u32,
+    /// W worker threads per host; 0 = one per CPU core.
+    pub workers: usize,
+    /// K env actors per worker (stepped together, one batched forward pass).
+    pub envs_per_worker: usize,
+    /// Unrolls per insert message.
+    pub insert_batch: u32,
+    /// Completed chunks of K unrolls that may wait for delivery, per worker.
+    pub pending_chunks: usize,
+    /// Distinguishes hosts: actor ids are `host_id << 32 | index`.
+    pub host_id: u64,
+    /// Seconds between progress log lines.
+    pub report_interval_s: f64,
 }
 
 impl Default for ActorConfig {
     fn default() -> ActorConfig {
-        ActorConfig { unroll_length: 20 }
+        ActorConfig {
+            unroll_length: 20,
+            workers: 0,
+            envs_per_worker: 256,
+            insert_batch: 64,
+            pending_chunks: 2,
+            host_id: 0,
+            report_interval_s: 10.0,
+        }
+    }
+}
+
+impl ActorConfig {
+    /// Worker threads to start (0 in the config: one per core).
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+/// `[learner]`: where the learner serves its weights.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LearnerConfig {
+    /// PUB socket broadcasting every new policy version.
+    pub weights_endpoint: String,
+    /// ROUTER socket answering `get_weights` (hosts that join late).
+    pub weights_request_endpoint: String,
+}
+
+impl Default for LearnerConfig {
+    fn default() -> LearnerConfig {
+        LearnerConfig {
+            weights_endpoint: "tcp://127.0.0.1:5550".into(),
+            weights_request_endpoint: "tcp://127.0.0.1:5551".into(),
+        }
     }
 }
 
@@ -230,8 +284,22 @@ impl Config {
         if self.env.max_episode_steps == Some(0) {
             return Err("env.max_episode_steps: must be at least 1".to_string());
         }
-        if self.actor.unroll_length == 0 {
-            return Err("actor.unroll_length: must be at least 1".to_string());
+        let a = &self.actor;
+        for (key, ok) in [
+            ("actor.unroll_length", a.unroll_length >= 1),
+            ("actor.envs_per_worker", a.envs_per_worker >= 1),
+            ("actor.insert_batch", a.insert_batch >= 1),
+            ("actor.pending_chunks", a.pending_chunks >= 1),
+        ] {
+            if !ok {
+                return Err(format!("{key}: must be at least 1"));
+            }
+        }
+        if !(a.report_interval_s.is_finite() && a.report_interval_s > 0.0) {
+            return Err("actor.report_interval_s: must be positive".to_string());
+        }
+        if self.model.hidden.contains(&0) {
+            return Err("model.hidden: layer sizes must be at least 1".to_string());
         }
         let r = &self.replay;
         if r.shards == 0 {

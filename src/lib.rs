@@ -2,6 +2,7 @@
 //! the commands, so that a user program can register its own envs and then
 //! run the same command line (`cml_rl::cli::main()`).
 
+pub mod actor_role;
 pub mod cli;
 pub mod config;
 pub mod replay_role;

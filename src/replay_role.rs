@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use cml_envs::{Env, Space};
-use cml_proto::{ActionLayout, SharedKey, SocketOptions, UnrollLayout};
+use cml_envs::Env;
+use cml_proto::{SharedKey, SocketOptions, UnrollLayout};
 use cml_replay::index::{IndexConfig, SamplingMode};
 use cml_replay::synthetic::synthetic_unrolls;
 use cml_replay::{InsertClient, ReplayClient, ReplayShard, ShardConfig, ShardedInserter};
@@ -18,24 +18,8 @@ use crate::config::{Config, ReplayMode};
 /// The unroll layout of the configured env and unroll length.
 pub fn unroll_layout(config: &Config) -> anyhow::Result<UnrollLayout> {
     let env = cml_envs::make(&config.env.id, &config.env.params).with_context(|| format!("env {:?}", config.env.id))?;
-    let obs_dim = match env.observation_space() {
-        Space::Box { shape, .. } => shape.iter().product::<usize>(),
-        Space::Discrete(_) => anyhow::bail!(
-            "env {:?}: discrete observations are not supported by the unroll layout (use a Box observation)",
-            config.env.id
-        ),
-    };
-    let action = match env.action_space() {
-        Space::Discrete(n) => ActionLayout::Discrete { n: u32::try_from(*n)? },
-        Space::Box { shape, .. } => ActionLayout::Continuous {
-            dim: u32::try_from(shape.iter().product::<usize>())?,
-        },
-    };
-    Ok(UnrollLayout {
-        unroll_length: config.actor.unroll_length,
-        obs_dim: u32::try_from(obs_dim)?,
-        action,
-    })
+    cml_actors::layout_for(env.observation_space(), env.action_space(), config.actor.unroll_length)
+        .with_context(|| format!("env {:?}", config.env.id))
 }
 
 /// Socket options from `[transport]`.

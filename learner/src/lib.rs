@@ -9,6 +9,7 @@
 //! - [`learner`]: [`Learner::step`] on an [`UnrollBatch`].
 //! - [`checkpoint`]: atomic safetensors checkpoints with a manifest.
 
+pub mod broadcast;
 pub mod checkpoint;
 pub mod learner;
 pub mod loss;

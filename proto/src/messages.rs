@@ -32,10 +32,15 @@ pub enum MessageKind {
     Stats,
     /// shard -> sender of an authenticated message it refused.
     Error,
+    /// learner -> actor hosts (PUB, and the reply to `get_weights`): policy
+    /// weights of one version.
+    Weights,
+    /// actor host -> learner: send me the current weights now.
+    GetWeights,
 }
 
 impl MessageKind {
-    pub const ALL: [MessageKind; 10] = [
+    pub const ALL: [MessageKind; 12] = [
         MessageKind::Hello,
         MessageKind::Welcome,
         MessageKind::Insert,
@@ -46,6 +51,8 @@ impl MessageKind {
         MessageKind::GetStats,
         MessageKind::Stats,
         MessageKind::Error,
+        MessageKind::Weights,
+        MessageKind::GetWeights,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +67,8 @@ impl MessageKind {
             MessageKind::GetStats => "get_stats",
             MessageKind::Stats => "stats",
             MessageKind::Error => "error",
+            MessageKind::Weights => "weights",
+            MessageKind::GetWeights => "get_weights",
         }
     }
 
@@ -230,3 +239,18 @@ pub struct ErrorReply {
     pub reason: String,
     pub detail: String,
 }
+
+/// Body of `weights`; one payload frame holds the weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Weights {
+    /// Policy version: learner steps when published; increases. 0 means
+    /// "no weights yet" (then the payload frame is empty).
+    pub version: u64,
+    /// `"safetensors"`: the frame is a safetensors file of the policy
+    /// network's tensors (names `torso.{i}.weight`, `policy.bias`, ...).
+    pub format: String,
+}
+
+/// Body of `get_weights` (an empty map).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GetWeights {}

@@ -93,6 +93,11 @@ pub struct InsertClient {
     frames: Vec<zmq::Message>,
     progress: InsertProgress,
     had_message: bool,
+    /// Wait between unanswered hellos: 1 s, doubling to 8 s; reset by any
+    /// message from the shard.
+    hello_backoff: Duration,
+    seal_ns: u64,
+    send_ns: u64,
 }
 
 impl InsertClient {
@@ -120,6 +125,9 @@ impl InsertClient {
             frames: Vec::new(),
             progress: InsertProgress::default(),
             had_message: false,
+            hello_backoff: Duration::from_secs(1),
+            seal_ns: 0,
+            send_ns: 0,
         })
     }
 
@@ -140,6 +148,17 @@ impl InsertClient {
     /// Inserts sent but not yet acknowledged.
     pub fn unacked(&self) -> usize {
         self.unacked.len()
+    }
+
+    /// Nanoseconds spent sealing (MessagePack header + MAC) and handing
+    /// inserts to ZeroMQ, since the start.
+    pub fn timings(&self) -> (u64, u64) {
+        (self.seal_ns, self.send_ns)
+    }
+
+    /// How long the shard has been silent.
+    pub fn silent_for(&self) -> Duration {
+        self.last_heard.elapsed()
     }
 
     /// Sends `hello` (asking for credit).
@@ -195,12 +214,16 @@ impl InsertClient {
             tensors: layout.tensor_specs(message.count as usize),
         };
         let seq = self.sealer.next_seq();
+        let started = Instant::now();
         let frames = self.sealer.seal(MessageKind::Insert, &body, message.frames)?;
+        let sealed = Instant::now();
+        self.seal_ns += (sealed - started).as_nanos() as u64;
         // Credit keeps the queue short; EAGAIN here means the shard has been
         // unreachable for a high-water mark's worth of messages.
         self.socket
             .send_multipart(frames, zmq::DONTWAIT)
             .map_err(socket_err(&self.endpoint))?;
+        self.send_ns += sealed.elapsed().as_nanos() as u64;
         self.credit -= message.count;
         self.unacked.push_back((seq, message.count));
         Ok(())
@@ -219,8 +242,12 @@ impl InsertClient {
             let quiet = now.duration_since(self.last_heard) >= Duration::from_secs(1)
                 && self
                     .last_hello
-                    .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+                    .is_none_or(|t| now.duration_since(t) >= self.hello_backoff);
             if quiet {
+                if self.last_hello.is_some_and(|t| t > self.last_heard) {
+                    // The previous hello went unanswered: back off.
+                    self.hello_backoff = (self.hello_backoff * 2).min(Duration::from_secs(8));
+                }
                 self.send_hello()?;
             }
             let step = deadline.saturating_duration_since(now).min(Duration::from_millis(200));
@@ -261,6 +288,7 @@ impl InsertClient {
             }
         };
         self.last_heard = Instant::now();
+        self.hello_backoff = Duration::from_secs(1);
         match opened.kind {
             MessageKind::Welcome => match opened.body::<Welcome>() {
                 Ok(welcome) => {

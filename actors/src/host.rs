@@ -1,0 +1,496 @@
+//! `ActorHost`: one process's W workers and its I/O thread.
+//!
+//! Workers run on their own threads and never touch a socket: they fill
+//! `UnrollChunk`s and pass them over a bounded crossbeam channel to the I/O
+//! thread (the thread that calls [`ActorHost::run`]). The I/O thread owns
+//! every socket: a DEALER per replay shard (inserts with credit), a SUB for
+//! the learner's weight broadcast, a DEALER for `get_weights`. It cuts each
+//! chunk into insert messages and hands the emptied chunk back.
+//!
+//! When replay stops granting credit (a shard is down or full), the I/O
+//! thread stops taking chunks, the bounded channel fills, and workers pause:
+//! memory stays at `pending_chunks` chunks per worker, nothing is dropped on
+//! the host, and the outage is logged once (with its length when it ends).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cml_envs::Params;
+use cml_policy::NetConfig;
+use cml_proto::envelope::Opener;
+use cml_proto::transport::{connect_dealer, recv_frames};
+use cml_proto::{GetWeights, MessageKind, RejectLog, Sealer, SharedKey, SocketOptions, UnrollLayout, Weights};
+use cml_replay::{ShardedInserter, UnrollMessage};
+use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
+use parking_lot::Mutex;
+
+use crate::worker::{layout_for, policy_from_weights, UnrollChunk, VersionedPolicy, Worker, WorkerTimings};
+use crate::ActorError;
+
+/// Everything an actor host needs.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    pub env_id: String,
+    pub env_params: Params,
+    pub max_episode_steps: Option<u64>,
+    /// W worker threads.
+    pub workers: usize,
+    /// K env actors per worker.
+    pub envs_per_worker: usize,
+    pub unroll_length: u32,
+    pub seed: u64,
+    /// Actor ids are `host_id << 32 | index`, unique across hosts.
+    pub host_id: u64,
+    pub net: NetConfig,
+    pub replay_endpoints: Vec<String>,
+    /// The learner's PUB socket and its `get_weights` ROUTER.
+    pub weights_endpoint: String,
+    pub weights_request_endpoint: String,
+    /// Unrolls per insert message.
+    pub insert_batch: u32,
+    /// Completed chunks that may wait for the I/O thread, per worker.
+    pub pending_chunks: usize,
+    pub key: SharedKey,
+    pub socket: SocketOptions,
+    /// Stop after this many unrolls delivered (benchmarks, tests).
+    pub max_unrolls: Option<u64>,
+    /// Seconds between progress log lines.
+    pub report_interval: Duration,
+}
+
+/// What a host did, for logs, tests and the time breakdown.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HostReport {
+    pub actors: usize,
+    pub unrolls_delivered: u64,
+    pub env_steps_delivered: u64,
+    pub episodes: u64,
+    pub refused_inserts: u64,
+    /// Unrolls handed to no shard (ZeroMQ's queue to a vanished shard full).
+    pub dropped_unrolls: u64,
+    pub weights_version: u64,
+    pub weight_updates: u64,
+    pub seconds: f64,
+    /// Time the I/O thread waited for replay credit.
+    pub paused_seconds: f64,
+    pub outages: u64,
+    /// Summed over workers.
+    pub workers: WorkerTimings,
+    /// I/O thread: cutting chunks into messages, sealing (MessagePack +
+    /// MAC), handing to ZeroMQ.
+    pub slicing_ns: u64,
+    pub seal_ns: u64,
+    pub send_ns: u64,
+}
+
+/// The newest policy, shared by every worker; swapped between unrolls.
+#[derive(Default)]
+struct PolicySlot {
+    version: AtomicU64,
+    current: Mutex<Option<Arc<VersionedPolicy>>>,
+}
+
+impl PolicySlot {
+    fn set(&self, policy: VersionedPolicy) {
+        let version = policy.version;
+        *self.current.lock() = Some(Arc::new(policy));
+        self.version.store(version, Ordering::Release);
+    }
+
+    fn get(&self) -> Option<Arc<VersionedPolicy>> {
+        self.current.lock().clone()
+    }
+}
+
+/// Follows the learner's weights: SUB for broadcasts, DEALER for requests.
+struct WeightFollower {
+    sub: zmq::Socket,
+    request: zmq::Socket,
+    sealer: Sealer,
+    opener: Opener,
+    rejects: RejectLog,
+    frames: Vec<zmq::Message>,
+    last_request: Option<Instant>,
+}
+
+impl WeightFollower {
+    fn connect(ctx: &zmq::Context, config: &HostConfig) -> Result<WeightFollower, ActorError> {
+        let sub = ctx
+            .socket(zmq::SUB)
+            .map_err(|e| ActorError::Config(format!("{}: {e}", config.weights_endpoint)))?;
+        let setup = |s: &zmq::Socket| -> Result<(), zmq::Error> {
+            s.set_maxmsgsize(config.socket.max_message_bytes as i64)?;
+            s.set_rcvhwm(config.socket.recv_hwm)?;
+            s.set_linger(0)?;
+            s.set_reconnect_ivl(config.socket.reconnect_ms)?;
+            s.set_reconnect_ivl_max(config.socket.reconnect_max_ms)?;
+            s.set_subscribe(b"")?;
+            s.connect(&config.weights_endpoint)
+        };
+        setup(&sub).map_err(|e| ActorError::Config(format!("{}: {e}", config.weights_endpoint)))?;
+        let request = connect_dealer(ctx, &config.socket, &config.weights_request_endpoint)?;
+        Ok(WeightFollower {
+            sub,
+            request,
+            sealer: Sealer::with_random_sender(config.key.clone())?,
+            opener: Opener::new(config.key.clone(), config.socket.max_message_bytes),
+            rejects: RejectLog::new("actor"),
+            frames: Vec::new(),
+            last_request: None,
+        })
+    }
+
+    /// Asks for the current weights (at most once per `every`).
+    fn request(&mut self, every: Duration) -> Result<(), ActorError> {
+        if self.last_request.is_some_and(|t| t.elapsed() < every) {
+            return Ok(());
+        }
+        let frames = self.sealer.seal(MessageKind::GetWeights, &GetWeights {}, Vec::new())?;
+        // DONTWAIT: with the learner away the request waits in the queue.
+        let _ = self.request.send_multipart(frames, zmq::DONTWAIT);
+        self.last_request = Some(Instant::now());
+        Ok(())
+    }
+
+    /// The newest authenticated weights that arrived (newer than `have`).
+    fn poll(&mut self, have: u64) -> Option<(u64, Vec<u8>)> {
+        let mut newest: Option<(u64, Vec<u8>)> = None;
+        for which in 0..2 {
+            loop {
+                let socket = if which == 0 { &self.sub } else { &self.request };
+                match recv_frames(socket, &mut self.frames, 0) {
+                    Ok(true) => {}
+                    Ok(false) | Err(_) => break,
+                }
+                let opened = match self.opener.open(&self.frames) {
+                    Ok(o) => o,
+                    Err(r) => {
+                        self.rejects.record(&r);
+                        continue;
+                    }
+                };
+                if opened.kind != MessageKind::Weights {
+                    continue;
+                }
+                let weights = match opened.body::<Weights>() {
+                    Ok(w) => w,
+                    Err(r) => {
+                        self.rejects.record(&r);
+                        continue;
+                    }
+                };
+                let best = newest.as_ref().map_or(have, |n| n.0);
+                if weights.version > best && weights.format == "safetensors" && opened.payload.len() == 1 {
+                    newest = Some((weights.version, opened.payload[0].to_vec()));
+                }
+            }
+        }
+        newest
+    }
+}
+
+/// One actor host.
+pub struct ActorHost;
+
+struct Shared {
+    stop: AtomicBool,
+    policy: PolicySlot,
+    timings: Mutex<Vec<WorkerTimings>>,
+}
+
+impl ActorHost {
+    /// The unroll layout this config produces.
+    pub fn layout(config: &HostConfig) -> Result<UnrollLayout, ActorError> {
+        let env = cml_envs::make(&config.env_id, &config.env_params).map_err(|e| ActorError::Env(e.to_string()))?;
+        use cml_envs::Env;
+        layout_for(env.observation_space(), env.action_space(), config.unroll_length)
+    }
+
+    /// Runs until `stop` is set (or `max_unrolls` are delivered); returns
+    /// what happened. Stops within about 100 ms of `stop`.
+    pub fn run(config: &HostConfig, stop: &AtomicBool) -> Result<HostReport, ActorError> {
+        if config.workers == 0 || config.envs_per_worker == 0 || config.insert_batch == 0 {
+            return Err(ActorError::Config(
+                "workers, envs_per_worker and insert_batch must be at least 1".into(),
+            ));
+        }
+        let started = Instant::now();
+        let mut workers = Vec::with_capacity(config.workers);
+        for w in 0..config.workers {
+            let first = (config.host_id << 32) + (w * config.envs_per_worker) as u64;
+            let venv = cml_envs::make_vec_with_time_limit(
+                &config.env_id,
+                &config.env_params,
+                config.envs_per_worker,
+                config
+                    .max_episode_steps
+                    .or(cml_envs::max_episode_steps(&config.env_id).ok().flatten()),
+            )
+            .map_err(|e| ActorError::Env(e.to_string()))?;
+            workers.push(Worker::new(w, venv, config.unroll_length, first, config.seed)?);
+        }
+        let layout = workers[0].layout();
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            policy: PolicySlot::default(),
+            timings: Mutex::new(vec![WorkerTimings::default(); config.workers]),
+        });
+        let pending = config.pending_chunks.max(1);
+        let (full_tx, full_rx) = crossbeam_channel::bounded::<UnrollChunk>(pending * config.workers);
+        let mut free_txs = Vec::with_capacity(config.workers);
+        let mut threads = Vec::with_capacity(config.workers);
+        for worker in workers {
+            // Chunk buffers circulate: free pool -> worker -> I/O -> free pool.
+            let (free_tx, free_rx) = crossbeam_channel::bounded::<UnrollChunk>(pending + 1);
+            for _ in 0..=pending {
+                let _ = free_tx.send(worker.new_chunk());
+            }
+            free_txs.push(free_tx);
+            let shared = Arc::clone(&shared);
+            let full_tx = full_tx.clone();
+            let name = format!("actor-worker-{}", threads.len());
+            let thread = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || worker_loop(worker, &shared, &free_rx, &full_tx))
+                .map_err(|e| ActorError::Config(format!("spawning a worker: {e}")))?;
+            threads.push(thread);
+        }
+        drop(full_tx);
+
+        let result = io_loop(config, &layout, &shared, stop, &full_rx, &free_txs, started);
+        shared.stop.store(true, Ordering::Relaxed);
+        drop(full_rx);
+        for thread in threads {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(ActorError::Config("a worker thread panicked".into())),
+            }
+        }
+        let mut report = result?;
+        for t in shared.timings.lock().iter() {
+            report.workers.inference_ns += t.inference_ns;
+            report.workers.sampling_ns += t.sampling_ns;
+            report.workers.env_ns += t.env_ns;
+            report.workers.unroll_ns += t.unroll_ns;
+            report.workers.ticks += t.ticks;
+        }
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+}
+
+fn worker_loop(
+    mut worker: Worker,
+    shared: &Shared,
+    free_rx: &Receiver<UnrollChunk>,
+    full_tx: &Sender<UnrollChunk>,
+) -> Result<(), ActorError> {
+    let tick = Duration::from_millis(50);
+    while !shared.stop.load(Ordering::Relaxed) {
+        // The policy is fixed for a whole unroll: no tick mixes versions.
+        let Some(policy) = shared.policy.get() else {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        let mut chunk = match free_rx.recv_timeout(tick) {
+            Ok(chunk) => chunk,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+        };
+        worker.fill(&policy, &mut chunk)?;
+        shared.timings.lock()[chunk.worker] = worker.timings();
+        loop {
+            match full_tx.send_timeout(chunk, tick) {
+                Ok(()) => break,
+                Err(SendTimeoutError::Timeout(back)) => {
+                    if shared.stop.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    chunk = back;
+                }
+                Err(SendTimeoutError::Disconnected(_)) => return Ok(()),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn io_loop(
+    config: &HostConfig,
+    layout: &UnrollLayout,
+    shared: &Shared,
+    stop: &AtomicBool,
+    full_rx: &Receiver<UnrollChunk>,
+    free_txs: &[Sender<UnrollChunk>],
+    started: Instant,
+) -> Result<HostReport, ActorError> {
+    let ctx = zmq::Context::new();
+    let mut report = HostReport {
+        actors: config.workers * config.envs_per_worker,
+        ..HostReport::default()
+    };
+    let mut follower = WeightFollower::connect(&ctx, config)?;
+    let fields = layout.fields();
+    let stopped = || stop.load(Ordering::Relaxed) || shared.stop.load(Ordering::Relaxed);
+
+    // Weights first: nothing can act without them.
+    let mut waiting_logged = false;
+    let mut version = 0u64;
+    let mut take_weights = |follower: &mut WeightFollower, report: &mut HostReport| -> Result<(), ActorError> {
+        if let Some((v, bytes)) = follower.poll(version) {
+            match policy_from_weights(&bytes, v, layout, &config.net) {
+                Ok(policy) => {
+                    shared.policy.set(policy);
+                    version = v;
+                    report.weights_version = v;
+                    report.weight_updates += 1;
+                    tracing::debug!(version = v, "new policy weights");
+                }
+                Err(e) => tracing::warn!("ignoring weights: {e}"),
+            }
+        }
+        Ok(())
+    };
+    while shared.policy.get().is_none() {
+        if stopped() {
+            return Ok(report);
+        }
+        follower.request(Duration::from_secs(1))?;
+        take_weights(&mut follower, &mut report)?;
+        if !waiting_logged && started.elapsed() > Duration::from_secs(2) {
+            tracing::warn!(endpoint = %config.weights_request_endpoint, "waiting for the learner's weights");
+            waiting_logged = true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    // Replay: connect to every shard (retrying while they are away).
+    let mut inserter = loop {
+        if stopped() {
+            return Ok(report);
+        }
+        match ShardedInserter::connect(
+            &ctx,
+            &config.key,
+            &config.socket,
+            &config.replay_endpoints,
+            Duration::from_secs(2),
+        ) {
+            Ok(inserter) => break inserter,
+            Err(e) => {
+                report.outages += 1;
+                tracing::warn!("replay not reachable yet ({e}); retrying");
+                take_weights(&mut follower, &mut report)?;
+            }
+        }
+    };
+    let shard_layout = inserter.layout()?;
+    if shard_layout != *layout {
+        return Err(ActorError::Config(format!(
+            "replay shards expect {shard_layout:?}, this host produces {layout:?} (same env and unroll_length?)"
+        )));
+    }
+
+    let mut last_report = Instant::now();
+    let mut outage_since: Option<Instant> = None;
+    let batch = config.insert_batch as usize;
+    while !stopped() {
+        take_weights(&mut follower, &mut report)?;
+        let chunk = match full_rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(chunk) => chunk,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let mut episodes = chunk.episodes.clone();
+        report.episodes += episodes.len() as u64;
+        let mut b0 = 0;
+        while b0 < chunk.count {
+            let b1 = (b0 + batch).min(chunk.count);
+            let n = (b1 - b0) as u32;
+            let sliced = Instant::now();
+            let frames = fields
+                .iter()
+                .zip(&chunk.frames)
+                .map(|(f, frame)| frame[b0 * f.bytes()..b1 * f.bytes()].to_vec())
+                .collect();
+            let message = UnrollMessage {
+                count: n,
+                actor_ids: (b0..b1).map(|b| chunk.first_actor + b as u64).collect(),
+                policy_versions: vec![chunk.policy_version; n as usize],
+                priorities: None,
+                episodes: std::mem::take(&mut episodes),
+                frames,
+            };
+            report.slicing_ns += sliced.elapsed().as_nanos() as u64;
+            // Wait for credit, pausing while replay gives none.
+            let wait = Instant::now();
+            let shard = loop {
+                if stopped() {
+                    break None;
+                }
+                if let Some(shard) = inserter.wait_for_credit(n, Duration::from_millis(100))? {
+                    break Some(shard);
+                }
+                if outage_since.is_none() {
+                    // Log once per outage, not per message.
+                    tracing::warn!("replay gives no credit (shard down or full); actors pause until it does");
+                    report.outages += 1;
+                    outage_since = Some(Instant::now());
+                }
+                take_weights(&mut follower, &mut report)?;
+            };
+            report.paused_seconds += wait.elapsed().as_secs_f64();
+            let Some(shard) = shard else {
+                break;
+            };
+            if let Some(since) = outage_since.take() {
+                tracing::info!(
+                    seconds = since.elapsed().as_secs_f64(),
+                    "replay is back; delivering again"
+                );
+            }
+            if let Err(e) = inserter.clients()[shard].send(message) {
+                // Only when ZeroMQ's queue to a vanished shard is full:
+                // counted, never silent.
+                report.dropped_unrolls += u64::from(n);
+                tracing::warn!("dropped {n} unrolls: {e}");
+                b0 = b1;
+                continue;
+            }
+            if stopped() {
+                break;
+            }
+            report.unrolls_delivered += u64::from(n);
+            report.env_steps_delivered += u64::from(n) * u64::from(layout.unroll_length);
+            b0 = b1;
+        }
+        let progress = inserter.take_progress();
+        report.refused_inserts += progress.errors.len() as u64;
+        let worker = chunk.worker;
+        let _ = free_txs[worker].try_send(chunk);
+        if config.max_unrolls.is_some_and(|m| report.unrolls_delivered >= m) {
+            break;
+        }
+        if last_report.elapsed() >= config.report_interval {
+            tracing::info!(
+                unrolls = report.unrolls_delivered,
+                env_steps_per_s = format!(
+                    "{:.0}",
+                    report.env_steps_delivered as f64 / started.elapsed().as_secs_f64()
+                ),
+                version = report.weights_version,
+                paused_s = format!("{:.1}", report.paused_seconds),
+                "actor host"
+            );
+            last_report = Instant::now();
+        }
+    }
+    for client in inserter.clients() {
+        let (seal, send) = client.timings();
+        report.seal_ns += seal;
+        report.send_ns += send;
+    }
+    Ok(report)
+}

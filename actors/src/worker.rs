@@ -1,0 +1,279 @@
+//! `Worker`: one thread's K env actors, stepped together.
+//!
+//! An actor is an index into the worker's vector env plus its own RNG
+//! stream, its episode statistics and its rows of the unroll buffers — no
+//! thread or task of its own. Each tick: one batched forward pass over all K
+//! observations, K action draws, one vector-env step, K rows written. After
+//! T ticks the K unrolls are complete, already in the wire layout
+//! (batch-major frames, `cml_proto::unroll`), and go to the I/O thread.
+
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use cml_envs::{Space, VecActions, VectorEnv};
+use cml_policy::{PolicyNet, PolicyParams};
+use cml_proto::{ActionLayout, Episode, UnrollLayout};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+use crate::sampler::{sample_categorical, sample_gaussian};
+use crate::ActorError;
+
+/// Policy weights of one version, shared by every worker of a host.
+pub struct VersionedPolicy {
+    pub version: u64,
+    pub net: PolicyNet,
+}
+
+/// K complete unrolls of one worker, in the wire layout.
+#[derive(Clone, Debug)]
+pub struct UnrollChunk {
+    pub worker: usize,
+    /// Actor ids `first_actor .. first_actor + count`.
+    pub first_actor: u64,
+    pub count: usize,
+    /// The policy version that chose every action of these unrolls.
+    pub policy_version: u64,
+    /// The seven frames of `UnrollLayout::tensor_specs(count)`.
+    pub frames: Vec<Vec<u8>>,
+    /// Episodes that ended during these unrolls.
+    pub episodes: Vec<Episode>,
+}
+
+/// Nanoseconds spent per phase (for the time breakdown).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WorkerTimings {
+    pub inference_ns: u64,
+    pub sampling_ns: u64,
+    pub env_ns: u64,
+    pub unroll_ns: u64,
+    pub ticks: u64,
+}
+
+/// The layout of unrolls of length `unroll_length` for these spaces.
+pub fn layout_for(observation: &Space, action: &Space, unroll_length: u32) -> Result<UnrollLayout, ActorError> {
+    let obs_dim = match observation {
+        Space::Box { shape, .. } => shape.iter().product::<usize>(),
+        Space::Discrete(_) => {
+            return Err(ActorError::Config(
+                "discrete observations are not supported (use a Box observation)".into(),
+            ))
+        }
+    };
+    let action = match action {
+        Space::Discrete(n) => ActionLayout::Discrete {
+            n: u32::try_from(*n).map_err(|_| ActorError::Config(format!("{n} actions")))?,
+        },
+        Space::Box { shape, .. } => ActionLayout::Continuous {
+            dim: shape.iter().product::<usize>() as u32,
+        },
+    };
+    let layout = UnrollLayout {
+        unroll_length,
+        obs_dim: obs_dim as u32,
+        action,
+    };
+    layout.validate().map_err(ActorError::Config)?;
+    Ok(layout)
+}
+
+fn put_f32s(dst: &mut [u8], src: &[f32]) {
+    for (d, s) in dst.chunks_exact_mut(4).zip(src) {
+        d.copy_from_slice(&s.to_le_bytes());
+    }
+}
+
+/// One worker's actors.
+pub struct Worker {
+    index: usize,
+    venv: Box<dyn VectorEnv>,
+    layout: UnrollLayout,
+    first_actor: u64,
+    num_actors: usize,
+    rngs: Vec<SmallRng>,
+    episode_returns: Vec<f64>,
+    episode_lengths: Vec<u64>,
+    discrete_actions: Vec<i64>,
+    continuous_actions: Vec<f32>,
+    log_probs: Vec<f32>,
+    timings: WorkerTimings,
+}
+
+impl Worker {
+    /// Worker `index` with actors `first_actor .. first_actor + venv.num_envs()`;
+    /// env i is reset with seed `seed + first_actor + i`, and actor i's RNG
+    /// stream is derived from the same number.
+    pub fn new(
+        index: usize,
+        mut venv: Box<dyn VectorEnv>,
+        unroll_length: u32,
+        first_actor: u64,
+        seed: u64,
+    ) -> Result<Worker, ActorError> {
+        let layout = layout_for(venv.observation_space(), venv.action_space(), unroll_length)?;
+        let num_actors = venv.num_envs();
+        venv.reset(Some(seed.wrapping_add(first_actor)))
+            .map_err(|e| ActorError::Env(e.to_string()))?;
+        let action_dim = match layout.action {
+            ActionLayout::Discrete { .. } => 1,
+            ActionLayout::Continuous { dim } => dim as usize,
+        };
+        Ok(Worker {
+            index,
+            venv,
+            layout,
+            first_actor,
+            num_actors,
+            rngs: (0..num_actors as u64)
+                .map(|i| {
+                    // An independent stream per actor: SplitMix-style spread of the id.
+                    let id = seed.wrapping_add(first_actor + i);
+                    SmallRng::seed_from_u64(id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xA5A5_5A5A_DEAD_BEEF)
+                })
+                .collect(),
+            episode_returns: vec![0.0; num_actors],
+            episode_lengths: vec![0; num_actors],
+            discrete_actions: vec![0; num_actors],
+            continuous_actions: vec![0.0; num_actors * action_dim],
+            log_probs: vec![0.0; num_actors],
+            timings: WorkerTimings::default(),
+        })
+    }
+
+    pub fn layout(&self) -> UnrollLayout {
+        self.layout
+    }
+
+    pub fn num_actors(&self) -> usize {
+        self.num_actors
+    }
+
+    pub fn timings(&self) -> WorkerTimings {
+        self.timings
+    }
+
+    /// Buffers for one chunk of this worker's unrolls.
+    pub fn new_chunk(&self) -> UnrollChunk {
+        let frames = self
+            .layout
+            .fields()
+            .iter()
+            .map(|f| vec![0u8; f.bytes() * self.num_actors])
+            .collect();
+        UnrollChunk {
+            worker: self.index,
+            first_actor: self.first_actor,
+            count: self.num_actors,
+            policy_version: 0,
+            frames,
+            episodes: Vec::new(),
+        }
+    }
+
+    /// Runs T ticks with `policy` and writes the K unrolls into `chunk`.
+    pub fn fill(&mut self, policy: &VersionedPolicy, chunk: &mut UnrollChunk) -> Result<(), ActorError> {
+        let t_len = self.layout.unroll_length as usize;
+        let d = self.layout.obs_dim as usize;
+        let k = self.num_actors;
+        chunk.policy_version = policy.version;
+        chunk.episodes.clear();
+        // Rows without a truncation hold zeros.
+        chunk.frames[6].fill(0);
+        for t in 0..t_len {
+            let started = Instant::now();
+            // x_t of every actor, also the network's input.
+            let obs = self.venv.observations();
+            for a in 0..k {
+                let at = ((a * (t_len + 1) + t) * d) * 4;
+                put_f32s(&mut chunk.frames[0][at..at + d * 4], &obs[a * d..(a + 1) * d]);
+            }
+            let input = Tensor::from_slice(obs, (k, d), &Device::Cpu)?;
+            let out = policy.net.forward(&input)?;
+            let inferred = Instant::now();
+            self.timings.inference_ns += (inferred - started).as_nanos() as u64;
+            match out.policy {
+                PolicyParams::Logits(logits) => {
+                    let n = logits.dim(1)?;
+                    let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+                    for a in 0..k {
+                        let (action, log_prob) = sample_categorical(&logits[a * n..(a + 1) * n], &mut self.rngs[a]);
+                        self.discrete_actions[a] = i64::from(action);
+                        self.log_probs[a] = log_prob;
+                        let at = (a * t_len + t) * 4;
+                        chunk.frames[1][at..at + 4].copy_from_slice(&action.to_le_bytes());
+                    }
+                }
+                PolicyParams::Gaussian { mean, log_std } => {
+                    let dim = mean.dim(1)?;
+                    let mean = mean.flatten_all()?.to_vec1::<f32>()?;
+                    let log_std = log_std.to_vec1::<f32>()?;
+                    for a in 0..k {
+                        let action = &mut self.continuous_actions[a * dim..(a + 1) * dim];
+                        self.log_probs[a] =
+                            sample_gaussian(&mean[a * dim..(a + 1) * dim], &log_std, &mut self.rngs[a], action);
+                        let at = ((a * t_len + t) * dim) * 4;
+                        put_f32s(&mut chunk.frames[1][at..at + dim * 4], action);
+                    }
+                }
+            }
+            let sampled = Instant::now();
+            self.timings.sampling_ns += (sampled - inferred).as_nanos() as u64;
+            let actions = match self.layout.action {
+                ActionLayout::Discrete { .. } => VecActions::Discrete(&self.discrete_actions),
+                ActionLayout::Continuous { .. } => VecActions::Continuous(&self.continuous_actions),
+            };
+            self.venv.step(actions).map_err(|e| ActorError::Env(e.to_string()))?;
+            let stepped = Instant::now();
+            self.timings.env_ns += (stepped - sampled).as_nanos() as u64;
+            let (rewards, terminated, truncated) = (self.venv.rewards(), self.venv.terminated(), self.venv.truncated());
+            for a in 0..k {
+                let i = a * t_len + t;
+                chunk.frames[2][i * 4..i * 4 + 4].copy_from_slice(&self.log_probs[a].to_le_bytes());
+                chunk.frames[3][i * 4..i * 4 + 4].copy_from_slice(&(rewards[a] as f32).to_le_bytes());
+                chunk.frames[4][i] = u8::from(terminated[a]);
+                chunk.frames[5][i] = u8::from(truncated[a] && !terminated[a]);
+                self.episode_returns[a] += rewards[a];
+                self.episode_lengths[a] += 1;
+                if terminated[a] || truncated[a] {
+                    if truncated[a] && !terminated[a] {
+                        if let Some(last) = self.venv.final_observation(a) {
+                            put_f32s(&mut chunk.frames[6][i * d * 4..(i + 1) * d * 4], last);
+                        }
+                    }
+                    chunk.episodes.push(Episode {
+                        actor_id: self.first_actor + a as u64,
+                        episode_return: self.episode_returns[a],
+                        length: self.episode_lengths[a],
+                    });
+                    self.episode_returns[a] = 0.0;
+                    self.episode_lengths[a] = 0;
+                }
+            }
+            self.timings.unroll_ns += stepped.elapsed().as_nanos() as u64;
+            self.timings.ticks += 1;
+        }
+        // x_T: the observation after the last step bootstraps the unroll.
+        let obs = self.venv.observations();
+        for a in 0..k {
+            let at = ((a * (t_len + 1) + t_len) * d) * 4;
+            put_f32s(&mut chunk.frames[0][at..at + d * 4], &obs[a * d..(a + 1) * d]);
+        }
+        Ok(())
+    }
+}
+
+/// Builds the inference network from broadcast safetensors bytes.
+pub fn policy_from_weights(
+    bytes: &[u8],
+    version: u64,
+    layout: &UnrollLayout,
+    net: &cml_policy::NetConfig,
+) -> Result<VersionedPolicy, ActorError> {
+    let action = match layout.action {
+        ActionLayout::Discrete { n } => cml_policy::ActionKind::Categorical(n as usize),
+        ActionLayout::Continuous { dim } => cml_policy::ActionKind::Gaussian(dim as usize),
+    };
+    let net = PolicyNet::from_safetensors(bytes, layout.obs_dim as usize, action, net, &Device::Cpu)
+        .map_err(|e| ActorError::Weights(format!("version {version}: {e}")))?;
+    Ok(VersionedPolicy { version, net })
+}

@@ -1,0 +1,108 @@
+//! The actor role from a config: `cml-rl actor --config FILE`.
+
+use std::time::Duration;
+
+use cml_actors::{ActorHost, HostConfig, HostReport};
+
+use crate::config::Config;
+use crate::replay_role::{read_key, socket_options, stop_flag};
+
+/// The actor host's configuration from the run config.
+pub fn host_config(config: &Config, max_unrolls: Option<u64>) -> anyhow::Result<HostConfig> {
+    let a = &config.actor;
+    Ok(HostConfig {
+        env_id: config.env.id.clone(),
+        env_params: config.env.params.clone(),
+        max_episode_steps: config.env.max_episode_steps,
+        workers: a.worker_count(),
+        envs_per_worker: a.envs_per_worker,
+        unroll_length: a.unroll_length,
+        seed: config.seed,
+        host_id: a.host_id,
+        net: config.model.clone(),
+        replay_endpoints: config.replay.shard_endpoints(),
+        weights_endpoint: config.learner.weights_endpoint.clone(),
+        weights_request_endpoint: config.learner.weights_request_endpoint.clone(),
+        insert_batch: a.insert_batch,
+        pending_chunks: a.pending_chunks,
+        key: read_key(config)?,
+        socket: socket_options(config),
+        max_unrolls,
+        report_interval: Duration::from_secs_f64(a.report_interval_s),
+    })
+}
+
+/// Candle's CPU kernels on one thread: each worker is one compute thread.
+/// Must run before any tensor work (candle reads it once).
+pub fn one_compute_thread_per_worker() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // SAFETY (edition 2021: safe fn): called at process start, before
+        // any thread that reads the environment exists.
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
+}
+
+/// `cml-rl actor`: runs until SIGINT/SIGTERM (or `max_unrolls`), then
+/// prints the report as one JSON line when `json` is set.
+pub fn run_actor(config: &Config, max_unrolls: Option<u64>, json: bool) -> anyhow::Result<()> {
+    one_compute_thread_per_worker();
+    let host = host_config(config, max_unrolls)?;
+    let stop = stop_flag()?;
+    tracing::info!(
+        workers = host.workers,
+        envs_per_worker = host.envs_per_worker,
+        actors = host.workers * host.envs_per_worker,
+        shards = host.replay_endpoints.len(),
+        "actor host starting"
+    );
+    let report = ActorHost::run(&host, &stop)?;
+    log_report(&report);
+    if json {
+        println!("{}", report_json(&report));
+    }
+    Ok(())
+}
+
+fn log_report(r: &HostReport) {
+    tracing::info!(
+        unrolls = r.unrolls_delivered,
+        env_steps = r.env_steps_delivered,
+        seconds = format!("{:.2}", r.seconds),
+        env_steps_per_s = format!("{:.0}", r.env_steps_delivered as f64 / r.seconds.max(1e-9)),
+        version = r.weights_version,
+        paused_s = format!("{:.2}", r.paused_seconds),
+        dropped = r.dropped_unrolls,
+        "actor host stopped"
+    );
+}
+
+/// The report as JSON (also the time breakdown, in seconds).
+pub fn report_json(r: &HostReport) -> serde_json::Value {
+    let s = |ns: u64| ns as f64 / 1e9;
+    serde_json::json!({
+        "actors": r.actors,
+        "unrolls_delivered": r.unrolls_delivered,
+        "env_steps_delivered": r.env_steps_delivered,
+        "env_steps_per_s": r.env_steps_delivered as f64 / r.seconds.max(1e-9),
+        "episodes": r.episodes,
+        "refused_inserts": r.refused_inserts,
+        "dropped_unrolls": r.dropped_unrolls,
+        "weights_version": r.weights_version,
+        "weight_updates": r.weight_updates,
+        "seconds": r.seconds,
+        "paused_seconds": r.paused_seconds,
+        "outages": r.outages,
+        "worker_seconds": {
+            "inference": s(r.workers.inference_ns),
+            "sampling": s(r.workers.sampling_ns),
+            "env": s(r.workers.env_ns),
+            "unroll": s(r.workers.unroll_ns),
+        },
+        "io_seconds": {
+            "slicing": s(r.slicing_ns),
+            "seal_and_mac": s(r.seal_ns),
+            "socket": s(r.send_ns),
+        },
+        "ticks": r.workers.ticks,
+    })
+}
