@@ -49,6 +49,11 @@ fn drain(learner: &mut ReplayClient, n: usize) -> Vec<u64> {
     for r in cml_proto::tensor::f32s(&batch.frames[3]) {
         assert_eq!(r, 1.0);
     }
+    // CartPole episodes: return = length, within the time limit.
+    for e in &batch.episodes {
+        assert!(e.actor_id < 1024 && (1..=500).contains(&e.length), "{e:?}");
+        assert_eq!(e.episode_return, e.length as f64);
+    }
     batch.policy_versions
 }
 

@@ -487,6 +487,16 @@ fn io_loop(
             last_report = Instant::now();
         }
     }
+    // Let the shards acknowledge what is in flight (bounded), so a clean
+    // stop leaves nothing half-delivered.
+    let flush_until = Instant::now() + Duration::from_millis(300);
+    while inserter.unacked() > 0 && Instant::now() < flush_until {
+        for client in inserter.clients() {
+            client.drain()?;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    report.refused_inserts += inserter.take_progress().errors.len() as u64;
     for client in inserter.clients() {
         let (seal, send) = client.timings();
         report.seal_ns += seal;
