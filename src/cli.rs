@@ -25,11 +25,44 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Train on one machine: learner, replay shards and actor hosts over
-    /// loopback ZeroMQ. Not available yet (see ARCHITECTURE.md, Status).
+    /// Train on one machine: the learner here, replay shards and an actor
+    /// host as child processes, all over loopback ZeroMQ. Writes a run
+    /// directory (config copy, metrics.csv, TensorBoard events, checkpoints).
     Train {
-        /// The run configuration (TOML).
+        /// The run configuration (TOML); not needed with --resume.
+        config: Option<PathBuf>,
+        /// Continue the run in RUN_DIR from its newest checkpoint.
+        #[arg(long, value_name = "RUN_DIR")]
+        resume: Option<PathBuf>,
+    },
+    /// Run a checkpoint's policy and print mean ± std return and length.
+    Eval {
+        /// A checkpoint file (RUN_DIR/checkpoints/ckpt-*.safetensors).
+        checkpoint: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        episodes: usize,
+        /// Sample actions from the policy instead of taking the most likely.
+        #[arg(long)]
+        sample: bool,
+        /// The run config (default: RUN_DIR/config.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// One JSON object instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the learner alone (cluster runs): samples from the shards, trains,
+    /// broadcasts weights, writes a run directory.
+    Learner {
+        #[arg(long)]
         config: PathBuf,
+        /// Where to write metrics and checkpoints (default: a new directory
+        /// under train.runs_dir).
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+        /// Continue from the newest checkpoint in --run-dir.
+        #[arg(long)]
+        resume: bool,
     },
     /// Run the configured env under a random policy and print episode
     /// statistics (a smoke test of an env and its config).
@@ -123,15 +156,39 @@ fn init_logging() {
 /// Runs one parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Train { config } => {
-            // Read the config anyway, so its errors are reported today.
-            Config::load(&config)?;
-            anyhow::bail!(
-                "`cml-rl train` is not available yet: the learner, replay shards and actor hosts it \
-                 starts are still being built (ARCHITECTURE.md, Status). `cml-rl rollout {}` runs the \
-                 configured env under a random policy today.",
-                config.display()
-            )
+        Command::Eval {
+            checkpoint,
+            episodes,
+            sample,
+            config,
+            json,
+        } => crate::eval::run_eval(&checkpoint, config.as_deref(), episodes, sample, json),
+        Command::Train { config, resume } => crate::train::run_train(config.as_deref(), resume.as_deref()),
+        Command::Learner {
+            config,
+            run_dir,
+            resume,
+        } => {
+            let launched = std::time::Instant::now();
+            let cfg = Config::load(&config)?;
+            let run_dir = match run_dir {
+                Some(dir) => {
+                    std::fs::create_dir_all(&dir)?;
+                    dir
+                }
+                None if resume => anyhow::bail!("--resume needs --run-dir"),
+                None => crate::learner_role::new_run_dir(&cfg)?,
+            };
+            let stop = replay_role::stop_flag()?;
+            let options = crate::learner_role::LearnerOptions {
+                run_dir: run_dir.clone(),
+                resume,
+                progress: false,
+                launched,
+            };
+            let summary = crate::learner_role::run_learner(&cfg, &options, &stop)?;
+            crate::learner_role::print_summary(&summary, &run_dir);
+            Ok(())
         }
         Command::Rollout {
             config,

@@ -26,6 +26,8 @@ pub struct Config {
     #[serde(default)]
     pub learner: LearnerConfig,
     #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
     pub replay: ReplayConfig,
     #[serde(default)]
     pub transport: TransportConfig,
@@ -80,7 +82,7 @@ impl ActorConfig {
     }
 }
 
-/// `[learner]`: where the learner serves its weights.
+/// `[learner]`: the learner's training settings and where it serves weights.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LearnerConfig {
@@ -88,13 +90,76 @@ pub struct LearnerConfig {
     pub weights_endpoint: String,
     /// ROUTER socket answering `get_weights` (hosts that join late).
     pub weights_request_endpoint: String,
+    /// `"cpu"`, `"cuda"` or `"cuda:N"` (CUDA needs a `--features cuda` build).
+    pub device: String,
+    /// `[learner.optimizer]`: `kind = "rmsprop"` (lr, decay, epsilon) or
+    /// `kind = "adam"` (lr, beta1, beta2, epsilon).
+    pub optimizer: cml_learner::OptimizerConfig,
+    /// Global gradient-norm clip.
+    pub max_grad_norm: f64,
+    /// Candle CPU threads for the learner's kernels.
+    pub cpu_threads: usize,
+    /// `[learner.loss]`: discount, baseline_cost, entropy_cost, V-trace clips, lambda, reward_clipping.
+    pub loss: cml_learner::loss::LossConfig,
+    /// Unrolls per learner step.
+    pub batch_size: usize,
+    /// Learner steps between weight broadcasts.
+    pub publish_interval_steps: u64,
+    /// Seconds between checkpoints (one is also written at the end).
+    pub checkpoint_interval_s: f64,
+    /// Checkpoints kept.
+    pub keep_checkpoints: usize,
+    /// Seconds between metric reports (CSV row, TensorBoard, progress).
+    pub report_interval_s: f64,
+    /// Serve Prometheus metrics on `http://{metrics_host}:{metrics_port}/metrics`.
+    pub metrics_port: Option<u16>,
+    pub metrics_host: String,
 }
 
 impl Default for LearnerConfig {
     fn default() -> LearnerConfig {
+        let training = cml_learner::LearnerConfig::default();
         LearnerConfig {
             weights_endpoint: "tcp://127.0.0.1:5550".into(),
             weights_request_endpoint: "tcp://127.0.0.1:5551".into(),
+            device: training.device,
+            optimizer: training.optimizer,
+            max_grad_norm: training.max_grad_norm,
+            cpu_threads: training.cpu_threads,
+            loss: training.loss,
+            batch_size: 32,
+            publish_interval_steps: 1,
+            checkpoint_interval_s: 60.0,
+            keep_checkpoints: 3,
+            report_interval_s: 1.0,
+            metrics_port: None,
+            metrics_host: "127.0.0.1".into(),
+        }
+    }
+}
+
+/// `[train]`: when a run stops, and where it writes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Stop after the learner has trained on this many env frames (0: no
+    /// limit). Also the horizon of the linear learning-rate decay.
+    pub total_frames: u64,
+    /// Stop when the mean return of the last 100 episodes reaches this.
+    pub target_return: Option<f64>,
+    /// Stop after this many seconds of wall time.
+    pub max_seconds: Option<f64>,
+    /// Where run directories are created (relative to the working directory).
+    pub runs_dir: PathBuf,
+}
+
+impl Default for TrainConfig {
+    fn default() -> TrainConfig {
+        TrainConfig {
+            total_frames: 0,
+            target_return: None,
+            max_seconds: None,
+            runs_dir: PathBuf::from("runs"),
         }
     }
 }
@@ -300,6 +365,50 @@ impl Config {
         }
         if self.model.hidden.contains(&0) {
             return Err("model.hidden: layer sizes must be at least 1".to_string());
+        }
+        let l = &self.learner;
+        for (key, ok, reason) in [
+            ("learner.batch_size", l.batch_size >= 1, "must be at least 1"),
+            (
+                "learner.publish_interval_steps",
+                l.publish_interval_steps >= 1,
+                "must be at least 1",
+            ),
+            (
+                "learner.keep_checkpoints",
+                l.keep_checkpoints >= 1,
+                "must be at least 1",
+            ),
+            ("learner.cpu_threads", l.cpu_threads >= 1, "must be at least 1"),
+            (
+                "learner.checkpoint_interval_s",
+                l.checkpoint_interval_s.is_finite() && l.checkpoint_interval_s > 0.0,
+                "must be positive",
+            ),
+            (
+                "learner.report_interval_s",
+                l.report_interval_s.is_finite() && l.report_interval_s > 0.0,
+                "must be positive",
+            ),
+            (
+                "learner.max_grad_norm",
+                l.max_grad_norm.is_finite() && l.max_grad_norm > 0.0,
+                "must be positive",
+            ),
+            (
+                "train.max_seconds",
+                self.train.max_seconds.is_none_or(|s| s.is_finite() && s > 0.0),
+                "must be positive",
+            ),
+            (
+                "train.target_return",
+                self.train.target_return.is_none_or(f64::is_finite),
+                "must be a finite number",
+            ),
+        ] {
+            if !ok {
+                return Err(format!("{key}: {reason}"));
+            }
         }
         let r = &self.replay;
         if r.shards == 0 {

@@ -5,5 +5,9 @@
 pub mod actor_role;
 pub mod cli;
 pub mod config;
+pub mod eval;
+pub mod learner_role;
 pub mod replay_role;
 pub mod rollout;
+pub mod tensorboard;
+pub mod train;

@@ -33,7 +33,12 @@ pub fn socket_options(config: &Config) -> SocketOptions {
 }
 
 /// The shared key named by `transport.key_file`.
+/// `CML_KEY_FILE`, when set, overrides `transport.key_file` (how `train`
+/// hands its key to the processes it starts).
 pub fn read_key(config: &Config) -> anyhow::Result<SharedKey> {
+    if let Some(path) = std::env::var_os(crate::train::KEY_FILE_ENV) {
+        return Ok(SharedKey::read_file(std::path::Path::new(&path))?);
+    }
     let path = config.transport.key_file.as_ref().ok_or_else(|| {
         anyhow::anyhow!("transport.key_file: not set; create a key with `cml-rl keygen FILE` and name it there")
     })?;

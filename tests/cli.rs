@@ -67,10 +67,15 @@ fn config_errors_name_file_and_key() {
 }
 
 #[test]
-fn train_says_honestly_that_it_is_not_there_yet() {
-    let out = cml_rl(&["train", "configs/cartpole.toml"]);
+fn train_refuses_a_bad_config_before_starting_anything() {
+    let path = temp_config(
+        "bad-learner.toml",
+        "[env]\nid = \"CartPole-v1\"\n[learner.optimizer]\nkind = \"adam\"\nlr = \"fast\"\n",
+    );
+    let out = cml_rl(&["train", path.to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not available yet"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad-learner.toml") && stderr.contains("learner.optimizer"), "{stderr}");
 }
 
 #[test]

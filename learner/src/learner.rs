@@ -497,6 +497,78 @@ impl Learner {
     }
 }
 
+impl UnrollBatch {
+    /// A time-major batch from `count` unrolls in the wire layout
+    /// (batch-major frames, `cml_proto::unroll`), on `device`.
+    pub fn from_wire(
+        layout: &cml_proto::UnrollLayout,
+        count: usize,
+        frames: &[Vec<u8>],
+        device: &Device,
+    ) -> Result<UnrollBatch> {
+        use cml_proto::tensor::{f32s, u32s};
+        let specs = layout.tensor_specs(count);
+        if frames.len() != specs.len() {
+            return Err(LearnerError::Batch(format!(
+                "{} frames, expected {}",
+                frames.len(),
+                specs.len()
+            )));
+        }
+        for (spec, frame) in specs.iter().zip(frames) {
+            if spec.byte_len() != Some(frame.len()) {
+                return Err(LearnerError::Batch(format!(
+                    "frame {:?} has {} bytes, expected {:?}",
+                    spec.name,
+                    frame.len(),
+                    spec.byte_len()
+                )));
+            }
+        }
+        let t = layout.unroll_length as usize;
+        let d = layout.obs_dim as usize;
+        // [B, ...] on the wire -> [T(+1), B, ...] for the learner.
+        let time_major = |values: Vec<f32>, steps: usize, inner: usize| -> Result<Tensor> {
+            let shape: Vec<usize> = if inner == 1 {
+                vec![count, steps]
+            } else {
+                vec![count, steps, inner]
+            };
+            Ok(Tensor::from_vec(values, shape, &Device::Cpu)?
+                .transpose(0, 1)?
+                .contiguous()?
+                .to_device(device)?)
+        };
+        let flags = |bytes: &[u8]| bytes.iter().map(|&b| f32::from(b)).collect::<Vec<f32>>();
+        let observations = time_major(f32s(&frames[0]).collect(), t + 1, d)?;
+        let actions = match layout.action {
+            cml_proto::ActionLayout::Discrete { .. } => {
+                let a: Vec<u32> = u32s(&frames[1]).collect();
+                Tensor::from_vec(a, (count, t), &Device::Cpu)?
+                    .transpose(0, 1)?
+                    .contiguous()?
+                    .to_device(device)?
+            }
+            cml_proto::ActionLayout::Continuous { dim } => time_major(f32s(&frames[1]).collect(), t, dim as usize)?,
+        };
+        let truncated_flags = flags(&frames[5]);
+        let any_truncated = truncated_flags.iter().any(|&f| f > 0.0);
+        Ok(UnrollBatch {
+            observations,
+            actions,
+            behaviour_log_probs: time_major(f32s(&frames[2]).collect(), t, 1)?,
+            rewards: time_major(f32s(&frames[3]).collect(), t, 1)?,
+            terminated: time_major(flags(&frames[4]), t, 1)?,
+            truncated: time_major(truncated_flags, t, 1)?,
+            final_observations: if any_truncated {
+                Some(time_major(f32s(&frames[6]).collect(), t, d)?)
+            } else {
+                None
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,174 @@
+//! `cml-rl eval CHECKPOINT --episodes N`: runs a trained policy and reports
+//! mean ± std return and length.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use candle_core::{Device, Tensor};
+use cml_envs::{Action, Env};
+use cml_learner::checkpoint::Checkpointer;
+use cml_learner::Learner;
+use cml_policy::PolicyParams;
+use rand::SeedableRng;
+
+use crate::config::Config;
+use crate::learner_role::{action_kind, training_config};
+use crate::replay_role::unroll_layout;
+
+/// What `eval` measured.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct EvalReport {
+    pub checkpoint: PathBuf,
+    pub env: String,
+    pub episodes: usize,
+    pub greedy: bool,
+    pub mean_return: f64,
+    pub std_return: f64,
+    pub mean_length: f64,
+    pub std_length: f64,
+    pub returns: Vec<f64>,
+}
+
+fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    (mean, var.sqrt())
+}
+
+/// The run's config for a checkpoint: `RUN_DIR/config.toml` beside
+/// `RUN_DIR/checkpoints/`.
+pub fn config_of(checkpoint: &Path) -> PathBuf {
+    checkpoint
+        .parent()
+        .and_then(Path::parent)
+        .map(|run| run.join("config.toml"))
+        .unwrap_or_else(|| PathBuf::from("config.toml"))
+}
+
+/// Runs `episodes` episodes with the checkpoint's policy (greedy unless
+/// `sample`), seeded from `seed`.
+pub fn evaluate(
+    checkpoint: &Path,
+    config: &Config,
+    episodes: usize,
+    sample: bool,
+    seed: u64,
+) -> anyhow::Result<EvalReport> {
+    if episodes == 0 {
+        anyhow::bail!("--episodes must be at least 1");
+    }
+    let layout = unroll_layout(config)?;
+    let mut training = training_config(config);
+    training.device = "cpu".into();
+    let mut learner = Learner::new(layout.obs_dim as usize, action_kind(&layout), &config.model, training)?;
+    let loaded = Checkpointer::load(checkpoint, &Device::Cpu)?;
+    Checkpointer::restore(&mut learner, &loaded, None)
+        .with_context(|| format!("{} does not fit the config's network", checkpoint.display()))?;
+    let net = learner.net();
+    let mut env = cml_envs::make_with_time_limit(
+        &config.env.id,
+        &config.env.params,
+        config
+            .env
+            .max_episode_steps
+            .or(cml_envs::max_episode_steps(&config.env.id)?),
+    )?;
+    let d = layout.obs_dim as usize;
+    let mut obs = vec![0.0f32; d];
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let mut continuous = Vec::new();
+    let (mut returns, mut lengths) = (Vec::new(), Vec::new());
+    for episode in 0..episodes {
+        env.reset(Some(seed.wrapping_add(episode as u64)), &mut obs)?;
+        let (mut total, mut length) = (0.0f64, 0u64);
+        loop {
+            let input = Tensor::from_slice(&obs, (1, d), &Device::Cpu)?;
+            let out = net.forward(&input)?;
+            let action = match out.policy {
+                PolicyParams::Logits(logits) => {
+                    let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+                    let a = if sample {
+                        cml_actors::sampler::sample_categorical(&logits, &mut rng).0 as usize
+                    } else {
+                        logits
+                            .iter()
+                            .enumerate()
+                            .fold(
+                                (0, f32::NEG_INFINITY),
+                                |best, (i, &l)| if l > best.1 { (i, l) } else { best },
+                            )
+                            .0
+                    };
+                    Action::Discrete(a as i64)
+                }
+                PolicyParams::Gaussian { mean, log_std } => {
+                    let mean = mean.flatten_all()?.to_vec1::<f32>()?;
+                    continuous.resize(mean.len(), 0.0);
+                    if sample {
+                        let log_std = log_std.to_vec1::<f32>()?;
+                        cml_actors::sampler::sample_gaussian(&mean, &log_std, &mut rng, &mut continuous);
+                    } else {
+                        continuous.copy_from_slice(&mean);
+                    }
+                    Action::Continuous(&continuous)
+                }
+            };
+            let step = env.step(action, &mut obs)?;
+            total += step.reward;
+            length += 1;
+            if step.terminated || step.truncated {
+                break;
+            }
+        }
+        returns.push(total);
+        lengths.push(length as f64);
+    }
+    let (mean_return, std_return) = mean_std(&returns);
+    let (mean_length, std_length) = mean_std(&lengths);
+    Ok(EvalReport {
+        checkpoint: checkpoint.to_path_buf(),
+        env: config.env.id.clone(),
+        episodes,
+        greedy: !sample,
+        mean_return,
+        std_return,
+        mean_length,
+        std_length,
+        returns,
+    })
+}
+
+/// `cml-rl eval`.
+pub fn run_eval(
+    checkpoint: &Path,
+    config: Option<&Path>,
+    episodes: usize,
+    sample: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let config_path = config.map_or_else(|| config_of(checkpoint), Path::to_path_buf);
+    let config = Config::load(&config_path)?;
+    let report = evaluate(
+        checkpoint,
+        &config,
+        episodes,
+        sample,
+        config.seed.wrapping_add(1_000_003),
+    )?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{} over {} episodes ({}): return {:.2} ± {:.2}, length {:.1} ± {:.1}",
+            report.env,
+            report.episodes,
+            if report.greedy { "greedy" } else { "sampled" },
+            report.mean_return,
+            report.std_return,
+            report.mean_length,
+            report.std_length
+        );
+    }
+    Ok(())
+}

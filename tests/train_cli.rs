@@ -1,0 +1,140 @@
+//! `cml-rl train` end to end on loopback (CartPole, a short budget): the run
+//! directory (config copy, metrics.csv, TensorBoard events, checkpoints,
+//! logs), Ctrl-C with a final checkpoint, `--resume` with the same
+//! counters, and `cml-rl eval` on the result.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, Reaped};
+
+fn write_config(dir: &Path, total_frames: u64) -> PathBuf {
+    let (wp, wr, rp) = (free_port(), free_port(), free_port());
+    let text = format!(
+        "seed = 5\n[env]\nid = \"CartPole-v1\"\n\
+         [actor]\nworkers = 1\nenvs_per_worker = 16\ninsert_batch = 16\nreport_interval_s = 1.0\n\
+         [replay]\nmode = \"queue\"\ncapacity = 64\ncredit_window = 32\nbase_port = {rp}\n\
+         [learner]\nbatch_size = 8\nreport_interval_s = 0.2\ncheckpoint_interval_s = 1.0\n\
+         weights_endpoint = \"tcp://127.0.0.1:{wp}\"\nweights_request_endpoint = \"tcp://127.0.0.1:{wr}\"\n\
+         [learner.optimizer]\nkind = \"adam\"\nlr = 0.0005\n\
+         [train]\ntotal_frames = {total_frames}\nmax_seconds = 120\nruns_dir = \"{}\"\n",
+        dir.join("runs").display()
+    );
+    let path = dir.join("train.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn wait(child: &mut Reaped, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "cml-rl did not finish in {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn rows(run: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(run.join("metrics.csv")).unwrap_or_default();
+    text.lines()
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+fn checkpoints(run: &Path) -> Vec<PathBuf> {
+    let mut all: Vec<PathBuf> = std::fs::read_dir(run.join("checkpoints"))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    all.retain(|p| p.extension().is_some_and(|e| e == "safetensors"));
+    all.sort();
+    all
+}
+
+fn steps_of(checkpoint: &Path) -> u64 {
+    let name = checkpoint.file_stem().unwrap().to_string_lossy().into_owned();
+    name.trim_start_matches("ckpt-").parse().unwrap()
+}
+
+#[test]
+fn train_interrupt_resume_and_eval() {
+    let dir = std::env::temp_dir().join(format!("cml-train-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = write_config(&dir, 120_000);
+    let bin = env!("CARGO_BIN_EXE_cml-rl");
+    let mut train = Reaped(
+        Command::new(bin)
+            .args(["train", config.to_str().unwrap()])
+            .current_dir(&dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Wait (bounded) for the run directory and two metric rows, then Ctrl-C.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let run = loop {
+        assert!(Instant::now() < deadline, "no metrics appeared");
+        let runs: Vec<PathBuf> = std::fs::read_dir(dir.join("runs"))
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        if let Some(run) = runs.first() {
+            if rows(run).len() >= 3 {
+                break run.clone();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let pid = train.0.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let status = wait(&mut train, Duration::from_secs(20));
+    assert!(status.success(), "train after SIGINT: {status:?}");
+    let header = &rows(&run)[0];
+    assert_eq!(header[0], "wall_s");
+    assert!(header.contains(&"mean_return_100".to_string()) && header.contains(&"policy_lag".to_string()));
+    assert!(run.join("config.toml").exists() && run.join("logs/actor.log").exists());
+    let tb: Vec<_> = std::fs::read_dir(run.join("tensorboard")).unwrap().collect();
+    assert_eq!(tb.len(), 1, "one TensorBoard event file");
+    let first = checkpoints(&run);
+    let interrupted_at = steps_of(first.last().expect("a final checkpoint after Ctrl-C"));
+    assert!(interrupted_at > 0);
+    let rows_before = rows(&run).len();
+
+    // Resume: the counters continue from the checkpoint, to total_frames.
+    let out = Command::new(bin)
+        .args(["train", "--resume", run.to_str().unwrap()])
+        .current_dir(&dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("trained on"), "{stdout}");
+    let after = rows(&run);
+    assert!(after.len() > rows_before, "resume wrote no metrics");
+    let resumed_steps: u64 = after[rows_before][2].parse().unwrap();
+    assert!(
+        resumed_steps > interrupted_at,
+        "steps restarted: {resumed_steps} after {interrupted_at}"
+    );
+    let frames: u64 = after.last().unwrap()[1].parse().unwrap();
+    let last = checkpoints(&run).last().cloned().unwrap();
+    assert!(steps_of(&last) * 8 * 20 >= 120_000 && frames >= 100_000, "{frames}");
+
+    // Eval the final checkpoint.
+    let out = Command::new(bin)
+        .args(["eval", last.to_str().unwrap(), "--episodes", "3", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["episodes"], 3);
+    assert_eq!(report["returns"].as_array().unwrap().len(), 3);
+    assert!(report["mean_return"].as_f64().unwrap() >= 1.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
