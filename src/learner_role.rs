@@ -193,6 +193,22 @@ pub fn run_learner(config: &Config, options: &LearnerOptions, stop: &AtomicBool)
         );
     }
 
+    if let Some(port) = config.learner.metrics_port {
+        let address: std::net::SocketAddr =
+            format!("{}:{port}", config.learner.metrics_host)
+                .parse()
+                .with_context(|| {
+                    format!(
+                        "learner.metrics_host: {:?} is not an IP address",
+                        config.learner.metrics_host
+                    )
+                })?;
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(address)
+            .install()
+            .with_context(|| format!("serving Prometheus metrics on {address}"))?;
+        tracing::info!(%address, "Prometheus metrics at /metrics");
+    }
     let publisher = cml_learner::broadcast::WeightPublisher::start(
         &key,
         &sockets,
@@ -339,6 +355,16 @@ pub fn run_learner(config: &Config, options: &LearnerOptions, stop: &AtomicBool)
                 }
                 tensorboard.add_scalars(&scalars, frames)?;
                 tensorboard.flush()?;
+                if config.learner.metrics_port.is_some() {
+                    export_metrics(
+                        &learner,
+                        step,
+                        &scalars,
+                        returns.total,
+                        &mut replay,
+                        config.replay.shards,
+                    );
+                }
             }
             let line = format!(
                 "frames {} ({:.0}/s) | return {} | steps {} ({:.1}/s) | lag {:.1}",
@@ -432,4 +458,39 @@ pub fn print_summary(summary: &RunSummary, run_dir: &Path) {
         summary.mean_return.map_or("-".to_string(), |m| format!("{m:.1}"))
     );
     println!("run directory: {}", run_dir.display());
+}
+
+/// Sets the Prometheus gauges: learner counters and the reported scalars,
+/// and each shard's replay statistics (asked for now, briefly).
+fn export_metrics(
+    learner: &Learner,
+    step: &cml_learner::StepReport,
+    scalars: &[(&str, f32)],
+    episodes: u64,
+    replay: &mut ReplayClient,
+    shards: u32,
+) {
+    metrics::gauge!("cml_env_frames").set(learner.frames() as f64);
+    metrics::gauge!("cml_learner_steps").set(learner.steps() as f64);
+    metrics::gauge!("cml_episodes").set(episodes as f64);
+    metrics::gauge!("cml_learning_rate").set(step.learning_rate);
+    for (name, value) in scalars {
+        let name = format!("cml_{}", name.replace('/', "_"));
+        metrics::gauge!(name).set(f64::from(*value));
+    }
+    for shard in 0..shards as usize {
+        let Ok(stats) = replay.stats(shard, Duration::from_millis(200)) else {
+            continue;
+        };
+        let s = shard.to_string();
+        metrics::gauge!("cml_replay_size", "shard" => s.clone()).set(stats.size as f64);
+        metrics::gauge!("cml_replay_bytes", "shard" => s.clone()).set(stats.bytes as f64);
+        metrics::gauge!("cml_replay_inserted_total", "shard" => s.clone()).set(stats.inserted_total as f64);
+        metrics::gauge!("cml_replay_sampled_total", "shard" => s.clone()).set(stats.sampled_total as f64);
+        metrics::gauge!("cml_replay_inserts_per_s", "shard" => s.clone()).set(stats.inserts_per_s);
+        metrics::gauge!("cml_replay_samples_per_s", "shard" => s.clone()).set(stats.samples_per_s);
+        for (reason, count) in &stats.rejected {
+            metrics::gauge!("cml_replay_rejected", "shard" => s.clone(), "reason" => reason.clone()).set(*count as f64);
+        }
+    }
 }

@@ -75,7 +75,10 @@ fn train_refuses_a_bad_config_before_starting_anything() {
     let out = cml_rl(&["train", path.to_str().unwrap()]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("bad-learner.toml") && stderr.contains("learner.optimizer"), "{stderr}");
+    assert!(
+        stderr.contains("bad-learner.toml") && stderr.contains("learner.optimizer"),
+        "{stderr}"
+    );
 }
 
 #[test]

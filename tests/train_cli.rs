@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use common::{free_port, Reaped};
 
-fn write_config(dir: &Path, total_frames: u64) -> PathBuf {
+fn write_config(dir: &Path, total_frames: u64, metrics_port: u16) -> PathBuf {
     let (wp, wr, rp) = (free_port(), free_port(), free_port());
     let text = format!(
         "seed = 5\n[env]\nid = \"CartPole-v1\"\n\
          [actor]\nworkers = 1\nenvs_per_worker = 16\ninsert_batch = 16\nreport_interval_s = 1.0\n\
          [replay]\nmode = \"queue\"\ncapacity = 64\ncredit_window = 32\nbase_port = {rp}\n\
-         [learner]\nbatch_size = 8\nreport_interval_s = 0.2\ncheckpoint_interval_s = 1.0\n\
+         [learner]\nbatch_size = 8\nreport_interval_s = 0.2\ncheckpoint_interval_s = 1.0\nmetrics_port = {metrics_port}\n\
          weights_endpoint = \"tcp://127.0.0.1:{wp}\"\nweights_request_endpoint = \"tcp://127.0.0.1:{wr}\"\n\
          [learner.optimizer]\nkind = \"adam\"\nlr = 0.0005\n\
          [train]\ntotal_frames = {total_frames}\nmax_seconds = 120\nruns_dir = \"{}\"\n",
@@ -37,6 +37,20 @@ fn wait(child: &mut Reaped, limit: Duration) -> std::process::ExitStatus {
         assert!(Instant::now() < deadline, "cml-rl did not finish in {limit:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics port open");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut page = String::new();
+    let _ = stream.read_to_string(&mut page);
+    page
 }
 
 fn rows(run: &Path) -> Vec<Vec<String>> {
@@ -65,7 +79,8 @@ fn train_interrupt_resume_and_eval() {
     let dir = std::env::temp_dir().join(format!("cml-train-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let config = write_config(&dir, 120_000);
+    let metrics_port = free_port();
+    let config = write_config(&dir, 120_000, metrics_port);
     let bin = env!("CARGO_BIN_EXE_cml-rl");
     let mut train = Reaped(
         Command::new(bin)
@@ -90,6 +105,17 @@ fn train_interrupt_resume_and_eval() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
+    // Prometheus text format on /metrics, with replay stats per shard.
+    let page = http_get(metrics_port, "/metrics");
+    for name in [
+        "cml_env_frames",
+        "cml_learner_steps",
+        "cml_loss_policy",
+        "cml_replay_size{shard=\"0\"}",
+    ] {
+        assert!(page.contains(name), "{name} missing from /metrics:\n{page}");
+    }
+    assert!(page.contains("cml_replay_rejected{"), "{page}");
     let pid = train.0.id().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
     let status = wait(&mut train, Duration::from_secs(20));
