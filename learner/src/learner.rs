@@ -549,7 +549,14 @@ impl UnrollBatch {
                     .contiguous()?
                     .to_device(device)?
             }
-            cml_proto::ActionLayout::Continuous { dim } => time_major(f32s(&frames[1]).collect(), t, dim as usize)?,
+            // Always [T, B, A], also for A = 1.
+            cml_proto::ActionLayout::Continuous { dim } => {
+                let a: Vec<f32> = f32s(&frames[1]).collect();
+                Tensor::from_vec(a, (count, t, dim as usize), &Device::Cpu)?
+                    .transpose(0, 1)?
+                    .contiguous()?
+                    .to_device(device)?
+            }
         };
         let truncated_flags = flags(&frames[5]);
         let any_truncated = truncated_flags.iter().any(|&f| f > 0.0);
