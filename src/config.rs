@@ -28,6 +28,8 @@ pub struct Config {
     #[serde(default)]
     pub train: TrainConfig,
     #[serde(default)]
+    pub cluster: ClusterConfig,
+    #[serde(default)]
     pub replay: ReplayConfig,
     #[serde(default)]
     pub transport: TransportConfig,
@@ -136,6 +138,21 @@ impl Default for LearnerConfig {
             metrics_host: "127.0.0.1".into(),
         }
     }
+}
+
+/// `[cluster]`: where each role runs, for runs across hosts. When set,
+/// these take precedence over `replay.host`/`replay.endpoints` and the
+/// learner's endpoint strings.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// The learner's address: weights on `tcp://{learner_host}:{weights_port}`
+    /// (PUB) and `:{weights_request_port}` (ROUTER).
+    pub learner_host: Option<String>,
+    pub weights_port: Option<u16>,
+    pub weights_request_port: Option<u16>,
+    /// Replay shard i runs on `replay_hosts[i % len]`, port `replay.base_port + i`.
+    pub replay_hosts: Option<Vec<String>>,
 }
 
 /// `[train]`: when a run stops, and where it writes.
@@ -296,6 +313,33 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Endpoint of every replay shard, in shard order (`[cluster]` first).
+    pub fn replay_endpoints(&self) -> Vec<String> {
+        match &self.cluster.replay_hosts {
+            Some(hosts) if !hosts.is_empty() => (0..self.replay.shards)
+                .map(|i| {
+                    let host = &hosts[i as usize % hosts.len()];
+                    format!("tcp://{host}:{}", u32::from(self.replay.base_port) + i)
+                })
+                .collect(),
+            _ => self.replay.shard_endpoints(),
+        }
+    }
+
+    /// The learner's (PUB, ROUTER) weight endpoints (`[cluster]` first).
+    pub fn weights_endpoints(&self) -> (String, String) {
+        match &self.cluster.learner_host {
+            Some(host) => (
+                format!("tcp://{host}:{}", self.cluster.weights_port.unwrap_or(5550)),
+                format!("tcp://{host}:{}", self.cluster.weights_request_port.unwrap_or(5551)),
+            ),
+            None => (
+                self.learner.weights_endpoint.clone(),
+                self.learner.weights_request_endpoint.clone(),
+            ),
+        }
+    }
+
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -464,6 +508,9 @@ impl Config {
                 return Err(format!("{key}: {reason}"));
             }
         }
+        if self.cluster.replay_hosts.as_ref().is_some_and(Vec::is_empty) {
+            return Err("cluster.replay_hosts: list at least one host".to_string());
+        }
         let t = &self.transport;
         if !(1..=4096).contains(&t.max_message_mb) {
             return Err("transport.max_message_mb: must be in 1..=4096".to_string());
@@ -526,6 +573,35 @@ mod tests {
         assert!(bad("[replay]\nshards = 2\nendpoints = [\"tcp://a:1\"]\n").starts_with("replay.endpoints: 1 endpoints"));
         assert!(bad("[transport]\nmax_message_mb = 0\n").starts_with("transport.max_message_mb"));
         assert!(bad("[actor]\nunroll_length = 0\n").starts_with("actor.unroll_length"));
+    }
+
+    #[test]
+    fn cluster_section_places_the_roles() {
+        let c = Config::parse(
+            "[env]\nid = \"CartPole-v1\"\n[replay]\nshards = 3\nbase_port = 7000\n\
+             [cluster]\nlearner_host = \"10.0.0.1\"\nreplay_hosts = [\"10.0.0.2\", \"10.0.0.3\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.replay_endpoints(),
+            vec!["tcp://10.0.0.2:7000", "tcp://10.0.0.3:7001", "tcp://10.0.0.2:7002"]
+        );
+        assert_eq!(
+            c.weights_endpoints(),
+            ("tcp://10.0.0.1:5550".to_string(), "tcp://10.0.0.1:5551".to_string())
+        );
+        let plain = Config::parse("[env]\nid = \"CartPole-v1\"\n").unwrap();
+        assert_eq!(plain.weights_endpoints().0, "tcp://127.0.0.1:5550");
+        let e = Config::parse("[env]\nid = \"CartPole-v1\"\n[cluster]\nreplay_hosts = []\n").unwrap_err();
+        assert!(e.starts_with("cluster.replay_hosts"), "{e}");
+    }
+
+    #[test]
+    fn shipped_configs_parse() {
+        for name in ["cartpole", "acrobot", "pendulum", "cluster-example"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("configs/{name}.toml"));
+            Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        }
     }
 
     #[test]

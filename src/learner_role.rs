@@ -212,14 +212,14 @@ pub fn run_learner(config: &Config, options: &LearnerOptions, stop: &AtomicBool)
     let publisher = cml_learner::broadcast::WeightPublisher::start(
         &key,
         &sockets,
-        &config.learner.weights_endpoint,
-        &config.learner.weights_request_endpoint,
+        &config.weights_endpoints().0,
+        &config.weights_endpoints().1,
     )?;
     let version = |learner: &Learner| learner.steps() + 1;
     publisher.publish(version(&learner), learner.weights()?);
 
     let ctx = zmq::Context::new();
-    let endpoints = config.replay.shard_endpoints();
+    let endpoints = config.replay_endpoints();
     let mut replay = ReplayClient::connect(&ctx, &key, &sockets, &endpoints, config.seed)?;
     let welcomes = replay.hello(Duration::from_secs(30)).context("replay shards")?;
     if welcomes[0].layout != layout {

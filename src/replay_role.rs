@@ -55,7 +55,7 @@ pub fn shard_config(config: &Config, shard: u32, key: SharedKey) -> anyhow::Resu
             r.shards
         );
     }
-    let endpoints = r.shard_endpoints();
+    let endpoints = config.replay_endpoints();
     Ok(ShardConfig {
         shard,
         shards: r.shards,
@@ -127,7 +127,7 @@ pub struct LoadOptions {
 /// unrolls/s, per-shard counts).
 pub fn run_load(config: &Config, options: &LoadOptions) -> anyhow::Result<()> {
     let key = read_key(config)?;
-    let all = config.replay.shard_endpoints();
+    let all = config.replay_endpoints();
     let endpoints: Vec<String> = match options.shard {
         Some(shard) => vec![all
             .get(shard as usize)
@@ -195,7 +195,7 @@ pub fn run_load(config: &Config, options: &LoadOptions) -> anyhow::Result<()> {
 pub fn print_stats(config: &Config, timeout: Duration) -> anyhow::Result<()> {
     let key = read_key(config)?;
     let ctx = zmq::Context::new();
-    let endpoints = config.replay.shard_endpoints();
+    let endpoints = config.replay_endpoints();
     let mut client = ReplayClient::connect(&ctx, &key, &socket_options(config), &endpoints, config.seed)?;
     for shard in 0..endpoints.len() {
         let stats = client.stats(shard, timeout)?;

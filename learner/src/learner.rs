@@ -439,6 +439,11 @@ impl Learner {
             }
             _ => None,
         };
+        let rewards = if self.config.loss.reward_scale == 1.0 {
+            rewards
+        } else {
+            (rewards * f64::from(self.config.loss.reward_scale))?
+        };
         let rewards = self.config.loss.reward_clipping.apply(&rewards)?;
         let (rewards, discounts) = bootstrap_truncated(
             &rewards,

@@ -59,6 +59,14 @@ pub struct LossConfig {
     pub lambda: f32,
     #[serde(default)]
     pub reward_clipping: RewardClipping,
+    /// Rewards are multiplied by this before clipping (e.g. 0.1 for
+    /// Pendulum's rewards of up to -16 per step).
+    #[serde(default = "default_reward_scale")]
+    pub reward_scale: f32,
+}
+
+fn default_reward_scale() -> f32 {
+    1.0
 }
 
 fn default_discount() -> f32 {
@@ -87,6 +95,7 @@ impl Default for LossConfig {
             clip_pg_rho_threshold: default_clip(),
             lambda: default_lambda(),
             reward_clipping: RewardClipping::None,
+            reward_scale: default_reward_scale(),
         }
     }
 }
