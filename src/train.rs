@@ -178,8 +178,12 @@ pub fn run_train(config_path: Option<&Path>, resume: Option<&Path>) -> anyhow::R
         key_file,
         children,
     }));
-    supervisor.lock().start_all()?;
     let stop = stop_flag()?;
+    if let Err(e) = supervisor.lock().start_all() {
+        // Stop whatever did start before reporting.
+        supervisor.lock().stop_all();
+        return Err(e);
+    }
     let failed = Arc::new(AtomicBool::new(false));
     let watcher = {
         let (supervisor, stop, failed) = (Arc::clone(&supervisor), Arc::clone(&stop), Arc::clone(&failed));
