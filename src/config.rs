@@ -96,7 +96,7 @@ pub struct LearnerConfig {
     pub device: String,
     /// `[learner.optimizer]`: `kind = "rmsprop"` (lr, decay, epsilon) or
     /// `kind = "adam"` (lr, beta1, beta2, epsilon).
-    pub optimizer: cml_learner::OptimizerConfig,
+    pub optimizer: OptimizerSection,
     /// Global gradient-norm clip.
     pub max_grad_norm: f64,
     /// Candle CPU threads for the learner's kernels.
@@ -118,6 +118,104 @@ pub struct LearnerConfig {
     pub metrics_host: String,
 }
 
+/// Which optimizer the learner runs (`kind`, RMSProp by default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    #[default]
+    Rmsprop,
+    Adam,
+}
+
+/// `[learner.optimizer]` as written in the file: a flat table, so that an
+/// error names the key (`learner.optimizer.lr: ...`) and a table without
+/// `kind` means RMSProp. Keys that belong to the other kind are errors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerSection {
+    #[serde(default)]
+    pub kind: OptimizerKind,
+    /// Default: 6e-4 for RMSProp (IMPALA's), 1e-3 for Adam (Kingma & Ba's).
+    pub lr: Option<f64>,
+    /// RMSProp only (default 0.99).
+    pub decay: Option<f64>,
+    /// Adam only (default 0.9).
+    pub beta1: Option<f64>,
+    /// Adam only (default 0.999).
+    pub beta2: Option<f64>,
+    /// Default: 0.01 for RMSProp, 1e-8 for Adam.
+    pub epsilon: Option<f64>,
+}
+
+impl OptimizerSection {
+    /// The optimizer settings, with defaults filled in.
+    pub fn to_config(&self) -> cml_learner::OptimizerConfig {
+        use cml_learner::optim::{AdamConfig, RmsPropConfig};
+        match self.kind {
+            OptimizerKind::Rmsprop => cml_learner::OptimizerConfig::Rmsprop(RmsPropConfig {
+                lr: self.lr.unwrap_or(6e-4),
+                decay: self.decay.unwrap_or(0.99),
+                epsilon: self.epsilon.unwrap_or(0.01),
+            }),
+            OptimizerKind::Adam => cml_learner::OptimizerConfig::Adam(AdamConfig {
+                lr: self.lr.unwrap_or(1e-3),
+                beta1: self.beta1.unwrap_or(0.9),
+                beta2: self.beta2.unwrap_or(0.999),
+                epsilon: self.epsilon.unwrap_or(1e-8),
+            }),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let rmsprop_only = [("decay", self.decay)];
+        let adam_only = [("beta1", self.beta1), ("beta2", self.beta2)];
+        let (kind, foreign): (&str, &[(&str, Option<f64>)]) = match self.kind {
+            OptimizerKind::Rmsprop => ("rmsprop", &adam_only),
+            OptimizerKind::Adam => ("adam", &rmsprop_only),
+        };
+        for &(key, value) in foreign {
+            if value.is_some() {
+                return Err(format!("learner.optimizer.{key}: not a setting of kind = \"{kind}\""));
+            }
+        }
+        let positive = |key: &str, v: Option<f64>| match v {
+            Some(x) if !(x.is_finite() && x > 0.0) => Err(format!(
+                "learner.optimizer.{key}: must be a finite number above 0, found {x}"
+            )),
+            _ => Ok(()),
+        };
+        positive("lr", self.lr)?;
+        positive("epsilon", self.epsilon)?;
+        for (key, v) in [("decay", self.decay), ("beta1", self.beta1), ("beta2", self.beta2)] {
+            if let Some(x) = v {
+                if !(0.0..1.0).contains(&x) {
+                    return Err(format!("learner.optimizer.{key}: must be in [0, 1), found {x}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// serde's Rust type names in an error, said as a config author would
+/// (`expected f64` becomes `expected a number`).
+fn plain_types(message: &str) -> String {
+    let mut out = message.to_string();
+    for (rust, plain) in [
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected u64", "expected a whole number >= 0"),
+        ("expected u32", "expected a whole number >= 0"),
+        ("expected u16", "expected a whole number >= 0"),
+        ("expected usize", "expected a whole number >= 0"),
+        ("expected i64", "expected a whole number"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        out = out.replace(rust, plain);
+    }
+    out
+}
+
 impl Default for LearnerConfig {
     fn default() -> LearnerConfig {
         let training = cml_learner::LearnerConfig::default();
@@ -125,7 +223,7 @@ impl Default for LearnerConfig {
             weights_endpoint: "tcp://127.0.0.1:5550".into(),
             weights_request_endpoint: "tcp://127.0.0.1:5551".into(),
             device: training.device,
-            optimizer: training.optimizer,
+            optimizer: OptimizerSection::default(),
             max_grad_norm: training.max_grad_norm,
             cpu_threads: training.cpu_threads,
             loss: training.loss,
@@ -371,7 +469,7 @@ impl Config {
             let inner = e.into_inner();
             // toml's own message starts with a location and a snippet; the
             // last line is the reason.
-            let reason = inner.message().trim().to_string();
+            let reason = plain_types(inner.message().trim());
             let at = inner
                 .span()
                 .map(|span| {
@@ -393,6 +491,7 @@ impl Config {
         if self.env.max_episode_steps == Some(0) {
             return Err("env.max_episode_steps: must be at least 1".to_string());
         }
+        self.learner.optimizer.validate()?;
         let a = &self.actor;
         for (key, ok) in [
             ("actor.unroll_length", a.unroll_length >= 1),
@@ -536,6 +635,37 @@ mod tests {
     }
 
     #[test]
+    fn optimizer_section_defaults_and_checks() {
+        use cml_learner::OptimizerConfig;
+        let parse =
+            |section: &str| Config::parse(&format!("[env]\nid = \"CartPole-v1\"\n[learner.optimizer]\n{section}"));
+        // No kind: RMSProp with IMPALA's settings and the given lr.
+        match parse("lr = 0.001\n").unwrap().learner.optimizer.to_config() {
+            OptimizerConfig::Rmsprop(c) => assert_eq!((c.lr, c.decay, c.epsilon), (0.001, 0.99, 0.01)),
+            other => panic!("{other:?}"),
+        }
+        match parse("kind = \"adam\"\nbeta2 = 0.99\n")
+            .unwrap()
+            .learner
+            .optimizer
+            .to_config()
+        {
+            OptimizerConfig::Adam(c) => assert_eq!((c.lr, c.beta1, c.beta2, c.epsilon), (1e-3, 0.9, 0.99, 1e-8)),
+            other => panic!("{other:?}"),
+        }
+        let e = parse("beta1 = 0.9\n").unwrap_err();
+        assert_eq!(e, "learner.optimizer.beta1: not a setting of kind = \"rmsprop\"");
+        let e = parse("kind = \"adam\"\ndecay = 0.9\n").unwrap_err();
+        assert_eq!(e, "learner.optimizer.decay: not a setting of kind = \"adam\"");
+        let e = parse("lr = -1.0\n").unwrap_err();
+        assert!(e.starts_with("learner.optimizer.lr: must be"), "{e}");
+        let e = parse("kind = \"sgd\"\n").unwrap_err();
+        assert!(e.starts_with("learner.optimizer.kind: unknown variant `sgd`"), "{e}");
+        let e = parse("momentum = 0.9\n").unwrap_err();
+        assert!(e.starts_with("learner.optimizer.momentum: unknown field"), "{e}");
+    }
+
+    #[test]
     fn params_are_kept_as_a_table() {
         let c = Config::parse("[env]\nid = \"Pendulum-v1\"\n[env.params]\ng = 9.81\n").unwrap();
         assert_eq!(c.env.params.get("g").and_then(|v| v.as_float()), Some(9.81));
@@ -552,6 +682,10 @@ mod tests {
         assert!(e.contains("missing field `env`"), "{e}");
         let e = Config::parse("[env]\nid = \"CartPole-v1\"\nmax_episode_steps = 0\n").unwrap_err();
         assert!(e.contains("at least 1"), "{e}");
+        let e = Config::parse("[env]\nid = \"CartPole-v1\"\n[learner.optimizer]\nkind = \"adam\"\nlr = \"fast\"\n")
+            .unwrap_err();
+        assert!(e.starts_with("learner.optimizer.lr: "), "{e}");
+        assert!(e.contains("expected a number") && e.contains("line 5"), "{e}");
         let e = Config::parse("[env\n").unwrap_err();
         assert!(e.contains("line 1"), "{e}");
     }

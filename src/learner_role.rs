@@ -58,7 +58,7 @@ pub fn training_config(config: &Config) -> cml_learner::LearnerConfig {
     let l = &config.learner;
     cml_learner::LearnerConfig {
         device: l.device.clone(),
-        optimizer: l.optimizer,
+        optimizer: l.optimizer.to_config(),
         max_grad_norm: l.max_grad_norm,
         total_frames: config.train.total_frames,
         seed: config.seed,
@@ -419,7 +419,7 @@ fn config_fingerprint_source(config: &Config) -> toml::Table {
     table.insert("model".into(), toml::Value::String(format!("{:?}", config.model)));
     table.insert(
         "optimizer".into(),
-        toml::Value::String(format!("{:?}", config.learner.optimizer)),
+        toml::Value::String(format!("{:?}", config.learner.optimizer.to_config())),
     );
     table
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Reaped;
+use common::{dir_with_key, Reaped};
 
 /// Network namespaces of this test, deleted on drop.
 struct Namespaces {
@@ -155,16 +155,7 @@ fn training_across_namespaces_survives_a_killed_actor_host() {
     let tag = format!("{:x}", std::process::id() % 0xfff);
     let ns = make_namespaces(&tag);
     let (learner_ns, a1, a2) = (ns.names[0].clone(), ns.names[1].clone(), ns.names[2].clone());
-    let dir = std::env::temp_dir().join(format!("cml-netns-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let status = Command::new(env!("CARGO_BIN_EXE_cml-rl"))
-        .args(["keygen", "run.key"])
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let dir = dir_with_key("cml-netns");
     let (c1, c2) = (config(&dir, 1), config(&dir, 2));
     let c1s = c1.to_str().unwrap().to_string();
     let c2s = c2.to_str().unwrap().to_string();

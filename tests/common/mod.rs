@@ -33,10 +33,9 @@ pub fn spawn(args: &[&str], dir: &Path, stdout: Stdio) -> Reaped {
     )
 }
 
-/// A temp dir with a fresh key and a CartPole config whose single shard
-/// listens on a free loopback port; returns (dir, config, endpoint).
-pub fn setup(name: &str, extra: &str) -> (PathBuf, PathBuf, String) {
-    let dir = std::env::temp_dir().join(format!("cml-replay-{name}-{}", std::process::id()));
+/// A new temp dir `{prefix}-{pid}` holding a fresh shared key, `run.key`.
+pub fn dir_with_key(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let status = Command::new(env!("CARGO_BIN_EXE_cml-rl"))
@@ -46,6 +45,13 @@ pub fn setup(name: &str, extra: &str) -> (PathBuf, PathBuf, String) {
         .status()
         .unwrap();
     assert!(status.success());
+    dir
+}
+
+/// A temp dir with a fresh key and a CartPole config whose single shard
+/// listens on a free loopback port; returns (dir, config, endpoint).
+pub fn setup(name: &str, extra: &str) -> (PathBuf, PathBuf, String) {
+    let dir = dir_with_key(&format!("cml-replay-{name}"));
     let port = free_port();
     let config = dir.join("run.toml");
     std::fs::write(
