@@ -2,7 +2,7 @@
 //! synthetic load generator used by tests and benchmarks.
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -87,13 +87,40 @@ pub fn shard_config(config: &Config, shard: u32, key: SharedKey) -> anyhow::Resu
 }
 
 /// A flag set by SIGINT or SIGTERM.
+///
+/// A child of `cml-rl train` (which sets [`SUPERVISOR_PID_ENV`] for it) also
+/// stops when its parent is gone: a `train` killed with SIGKILL, or one
+/// that crashed, leaves no shard or actor host behind.
 pub fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop)).context("installing a signal handler")?;
     }
+    if let Some(supervisor) = std::env::var(SUPERVISOR_PID_ENV)
+        .ok()
+        .and_then(|s| s.parse::<u32>().ok())
+    {
+        let stop = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("parent-watch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if std::os::unix::process::parent_id() != supervisor {
+                        tracing::warn!(supervisor, "the supervising cml-rl train is gone; stopping");
+                        stop.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+            })
+            .context("starting the parent watcher")?;
+    }
     Ok(stop)
 }
+
+/// Environment variable `cml-rl train` sets for its children: its own pid,
+/// so that a child stops when it is re-parented (its supervisor died).
+pub const SUPERVISOR_PID_ENV: &str = "CML_SUPERVISOR_PID";
 
 /// `cml-rl replay --config FILE --shard I`.
 pub fn run_shard(config: &Config, shard: u32) -> anyhow::Result<()> {

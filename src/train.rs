@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 
 use crate::config::Config;
 use crate::learner_role::{new_run_dir, print_summary, run_learner, LearnerOptions};
-use crate::replay_role::stop_flag;
+use crate::replay_role::{stop_flag, SUPERVISOR_PID_ENV};
 
 /// Environment variable naming the shared key file; it overrides
 /// `transport.key_file` (how `train` hands its key to its children).
@@ -51,6 +51,7 @@ impl Supervisor {
         command
             .args(&spec.args)
             .env(KEY_FILE_ENV, &self.key_file)
+            .env(SUPERVISOR_PID_ENV, std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

@@ -164,3 +164,73 @@ fn train_interrupt_resume_and_eval() {
     assert!(report["mean_return"].as_f64().unwrap() >= 1.0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The pids whose parent is `pid` (from /proc).
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|s| s.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            found.push(child);
+        }
+    }
+    found
+}
+
+/// Running: present in /proc and not a zombie.
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().to_string()))
+        .is_some_and(|rest| !rest.starts_with('Z'))
+}
+
+#[test]
+fn children_stop_when_train_is_killed() {
+    let dir = std::env::temp_dir().join(format!("cml-train-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = write_config(&dir, 10_000_000, free_port());
+    let mut train = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_cml-rl"))
+            .args(["train", config.to_str().unwrap()])
+            .current_dir(&dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = train.0.id();
+    // The shard and the actor host, once both are up.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let children = loop {
+        let children = children_of(pid);
+        if children.len() >= 2 {
+            break children;
+        }
+        assert!(Instant::now() < deadline, "train started {children:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // SIGKILL: no chance to stop them itself.
+    train.0.kill().unwrap();
+    train.0.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while children.iter().any(|&c| running(c)) {
+        assert!(
+            Instant::now() < deadline,
+            "children {children:?} still running 20 s after train was killed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
