@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
@@ -173,12 +174,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = Config::load(&config)?;
             let run_dir = match run_dir {
                 Some(dir) => {
-                    std::fs::create_dir_all(&dir)?;
+                    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
                     dir
                 }
                 None if resume => anyhow::bail!("--resume needs --run-dir"),
                 None => crate::learner_role::new_run_dir(&cfg)?,
             };
+            // A copy of the config, as `train` keeps one: `eval` finds the
+            // network and env there.
+            let copy = run_dir.join("config.toml");
+            if !copy.exists() {
+                std::fs::copy(&config, &copy)
+                    .with_context(|| format!("copying {} to {}", config.display(), copy.display()))?;
+            }
             let stop = replay_role::stop_flag()?;
             let options = crate::learner_role::LearnerOptions {
                 run_dir: run_dir.clone(),

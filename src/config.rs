@@ -487,11 +487,77 @@ impl Config {
         Ok(config)
     }
 
+    /// `[learner.loss]` values the loss would turn into NaN or nonsense, and
+    /// durations too long to represent (they would panic as a `Duration`).
+    fn validate_loss_and_durations(&self) -> Result<(), String> {
+        let l = &self.learner.loss;
+        let unit = |x: f32| (0.0..=1.0).contains(&x);
+        let non_negative = |x: f32| x.is_finite() && x >= 0.0;
+        let positive = |x: f32| x.is_finite() && x > 0.0;
+        for (key, ok, reason) in [
+            ("learner.loss.discount", unit(l.discount), "must be in [0, 1]"),
+            ("learner.loss.lambda", unit(l.lambda), "must be in [0, 1]"),
+            (
+                "learner.loss.baseline_cost",
+                non_negative(l.baseline_cost),
+                "must be a number >= 0",
+            ),
+            (
+                "learner.loss.entropy_cost",
+                non_negative(l.entropy_cost),
+                "must be a number >= 0",
+            ),
+            (
+                "learner.loss.reward_scale",
+                positive(l.reward_scale),
+                "must be a number > 0",
+            ),
+            (
+                "learner.loss.clip_rho_threshold",
+                l.clip_rho_threshold.is_none_or(positive),
+                "must be a number > 0",
+            ),
+            (
+                "learner.loss.clip_pg_rho_threshold",
+                l.clip_pg_rho_threshold.is_none_or(positive),
+                "must be a number > 0",
+            ),
+            (
+                "model.initial_log_std",
+                self.model.initial_log_std.is_finite() && self.model.initial_log_std.abs() <= 20.0,
+                "must be a number in [-20, 20]",
+            ),
+        ] {
+            if !ok {
+                return Err(format!("{key}: {reason}"));
+            }
+        }
+        // About 30 years: any longer is a typo, and would overflow a Duration.
+        const MAX_SECONDS: f64 = 1e9;
+        for (key, seconds) in [
+            ("actor.report_interval_s", Some(self.actor.report_interval_s)),
+            (
+                "learner.checkpoint_interval_s",
+                Some(self.learner.checkpoint_interval_s),
+            ),
+            ("learner.report_interval_s", Some(self.learner.report_interval_s)),
+            ("train.max_seconds", self.train.max_seconds),
+            ("replay.sender_timeout_s", Some(self.replay.sender_timeout_s)),
+            ("replay.stats_interval_s", Some(self.replay.stats_interval_s)),
+        ] {
+            if seconds.is_some_and(|s| s > MAX_SECONDS) {
+                return Err(format!("{key}: at most {MAX_SECONDS:e} seconds"));
+            }
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), String> {
         if self.env.max_episode_steps == Some(0) {
             return Err("env.max_episode_steps: must be at least 1".to_string());
         }
         self.learner.optimizer.validate()?;
+        self.validate_loss_and_durations()?;
         let a = &self.actor;
         for (key, ok) in [
             ("actor.unroll_length", a.unroll_length >= 1),
@@ -663,6 +729,34 @@ mod tests {
         assert!(e.starts_with("learner.optimizer.kind: unknown variant `sgd`"), "{e}");
         let e = parse("momentum = 0.9\n").unwrap_err();
         assert!(e.starts_with("learner.optimizer.momentum: unknown field"), "{e}");
+    }
+
+    #[test]
+    fn loss_values_and_durations_are_checked() {
+        let parse = |extra: &str| Config::parse(&format!("[env]\nid = \"CartPole-v1\"\n{extra}"));
+        for (extra, key) in [
+            ("[learner.loss]\ndiscount = 1.5\n", "learner.loss.discount: "),
+            ("[learner.loss]\nlambda = -0.1\n", "learner.loss.lambda: "),
+            ("[learner.loss]\nentropy_cost = nan\n", "learner.loss.entropy_cost: "),
+            ("[learner.loss]\nreward_scale = 0.0\n", "learner.loss.reward_scale: "),
+            (
+                "[learner.loss]\nclip_rho_threshold = -1.0\n",
+                "learner.loss.clip_rho_threshold: ",
+            ),
+            ("[model]\ninitial_log_std = inf\n", "model.initial_log_std: "),
+            (
+                "[learner]\nreport_interval_s = 1e300\n",
+                "learner.report_interval_s: at most",
+            ),
+            (
+                "[replay]\nstats_interval_s = 1e20\n",
+                "replay.stats_interval_s: at most",
+            ),
+        ] {
+            let e = parse(extra).unwrap_err();
+            assert!(e.starts_with(key), "{extra}: {e}");
+        }
+        assert!(parse("[learner.loss]\ndiscount = 1.0\nlambda = 0.0\nentropy_cost = 0.0\n").is_ok());
     }
 
     #[test]

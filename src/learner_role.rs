@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use cml_learner::checkpoint::{config_fingerprint, Checkpointer};
+use cml_learner::checkpoint::{config_fingerprint, Checkpointer, RunCounters};
 use cml_learner::{Learner, UnrollBatch};
 use cml_policy::ActionKind;
 use cml_proto::{ActionLayout, UnrollLayout};
@@ -92,19 +92,24 @@ impl Returns {
     }
 }
 
+/// Learner steps skipped in a row (non-finite loss or gradients) before the
+/// run fails instead of spinning.
+const MAX_NON_FINITE_IN_A_ROW: u32 = 100;
+
 /// Samples until `want` unrolls are gathered (queue mode may hand out fewer
-/// per request), or `stop` is set.
+/// per request); `None` once `stop` is set or `deadline` has passed.
 fn gather(
     replay: &mut ReplayClient,
     want: usize,
     beta: f64,
     stop: &AtomicBool,
+    deadline: Option<Instant>,
     episodes: &mut Vec<f64>,
 ) -> anyhow::Result<Option<SampledBatch>> {
     let mut all: Option<SampledBatch> = None;
     let mut idle = 0u32;
     loop {
-        if stop.load(Ordering::Relaxed) {
+        if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(None);
         }
         let have = all.as_ref().map_or(0, |b| b.count);
@@ -179,12 +184,23 @@ pub fn run_learner(config: &Config, options: &LearnerOptions, stop: &AtomicBool)
     let config_text = toml::to_string(&config_fingerprint_source(config)).unwrap_or_default();
     let fingerprint = config_fingerprint(&config_text);
     let checkpointer = Checkpointer::new(options.run_dir.join("checkpoints"), config.learner.keep_checkpoints)?;
+    let mut resumed = RunCounters::default();
+    if !options.resume {
+        if let Some(existing) = checkpointer.latest()? {
+            anyhow::bail!(
+                "{} already holds a run ({}): pass --resume to continue it, or choose another run directory",
+                options.run_dir.display(),
+                existing.display()
+            );
+        }
+    }
     if options.resume {
         let path = checkpointer
             .latest()?
             .with_context(|| format!("{}: no checkpoint to resume from", options.run_dir.display()))?;
         let loaded = Checkpointer::load(&path, learner.device())?;
         Checkpointer::restore(&mut learner, &loaded, Some(&fingerprint))?;
+        resumed = loaded.manifest.run;
         tracing::info!(
             checkpoint = %path.display(),
             steps = learner.steps(),
@@ -252,8 +268,18 @@ pub fn run_learner(config: &Config, options: &LearnerOptions, stop: &AtomicBool)
     let prioritized = config.replay.mode == ReplayMode::Prioritized;
     let mut returns = Returns {
         last: VecDeque::with_capacity(100),
-        total: 0,
+        total: resumed.episodes,
     };
+    // Seconds trained so far, over every resume of this run.
+    let trained_s = || resumed.elapsed_ms as f64 / 1000.0 + options.launched.elapsed().as_secs_f64();
+    let counters = |returns: &Returns| RunCounters {
+        episodes: returns.total,
+        elapsed_ms: (trained_s() * 1000.0) as u64,
+    };
+    let deadline = train
+        .max_seconds
+        .map(|s| options.launched + Duration::from_secs_f64((s - resumed.elapsed_ms as f64 / 1000.0).max(0.0)));
+    let mut non_finite_in_a_row = 0u32;
     let mut new_returns = Vec::new();
     let mut last_report = Instant::now();
     let mut last_checkpoint = Instant::now();
@@ -267,10 +293,7 @@ pub fn run_learner(config: &Config, options: &LearnerOptions, stop: &AtomicBool)
         if train.total_frames > 0 && learner.frames() >= train.total_frames {
             break format!("trained on {} env frames", learner.frames());
         }
-        if train
-            .max_seconds
-            .is_some_and(|s| options.launched.elapsed().as_secs_f64() >= s)
-        {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             break format!("reached max_seconds = {}", train.max_seconds.unwrap_or_default());
         }
         if let (Some(target), Some(mean)) = (train.target_return, returns.full_mean()) {
@@ -284,8 +307,18 @@ pub fn run_learner(config: &Config, options: &LearnerOptions, stop: &AtomicBool)
         } else {
             config.replay.beta
         };
-        let Some(batch) = gather(&mut replay, config.learner.batch_size, beta, stop, &mut new_returns)? else {
-            break "interrupted".to_string();
+        let Some(batch) = gather(
+            &mut replay,
+            config.learner.batch_size,
+            beta,
+            stop,
+            deadline,
+            &mut new_returns,
+        )?
+        else {
+            // Stopped, or out of time while waiting for data; the top of
+            // the loop says which.
+            continue;
         };
         for r in new_returns.drain(..) {
             returns.push(r);
@@ -295,12 +328,18 @@ pub fn run_learner(config: &Config, options: &LearnerOptions, stop: &AtomicBool)
         let report = match learner.step(&unrolls) {
             Ok(report) => report,
             Err(e @ cml_learner::LearnerError::NonFinite { .. }) => {
-                // Skipped, parameters unchanged: keep training.
+                // Skipped, parameters unchanged: keep training, unless
+                // nothing but non-finite steps come (bad data or settings).
+                non_finite_in_a_row += 1;
+                if non_finite_in_a_row >= MAX_NON_FINITE_IN_A_ROW {
+                    anyhow::bail!("{MAX_NON_FINITE_IN_A_ROW} learner steps in a row were skipped; the last: {e}");
+                }
                 tracing::warn!("{e}");
                 continue;
             }
             Err(e) => return Err(e.into()),
         };
+        non_finite_in_a_row = 0;
         let v = version(&learner) as f64;
         for &behaviour in &batch.policy_versions {
             lag_sum += v - 1.0 - behaviour as f64;
@@ -322,7 +361,7 @@ pub fn run_learner(config: &Config, options: &LearnerOptions, stop: &AtomicBool)
             let mean = returns.mean();
             {
                 let step = &report;
-                let wall = options.launched.elapsed().as_secs_f64();
+                let wall = trained_s();
                 csv.write_record([
                     format!("{wall:.3}"),
                     learner.frames().to_string(),
@@ -385,11 +424,11 @@ pub fn run_learner(config: &Config, options: &LearnerOptions, stop: &AtomicBool)
             last_report = Instant::now();
         }
         if last_checkpoint.elapsed().as_secs_f64() >= config.learner.checkpoint_interval_s {
-            checkpointer.save(&learner, &fingerprint)?;
+            checkpointer.save_with(&learner, &fingerprint, counters(&returns))?;
             last_checkpoint = Instant::now();
         }
     };
-    let checkpoint = checkpointer.save(&learner, &fingerprint)?;
+    let checkpoint = checkpointer.save_with(&learner, &fingerprint, counters(&returns))?;
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
@@ -397,7 +436,7 @@ pub fn run_learner(config: &Config, options: &LearnerOptions, stop: &AtomicBool)
     tensorboard.flush()?;
     Ok(RunSummary {
         reason,
-        seconds: options.launched.elapsed().as_secs_f64(),
+        seconds: trained_s(),
         env_frames: learner.frames(),
         learner_steps: learner.steps(),
         episodes: returns.total,

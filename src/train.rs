@@ -53,7 +53,7 @@ impl Supervisor {
             .env(KEY_FILE_ENV, &self.key_file)
             .env(SUPERVISOR_PID_ENV, std::process::id().to_string())
             .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
+            .stdout(log.try_clone().with_context(|| format!("{}", spec.log.display()))?)
             .stderr(log);
         // Own process group: Ctrl-C reaches only `train`, which then stops
         // the children in order after the final checkpoint.
@@ -150,7 +150,7 @@ pub fn run_train(config_path: Option<&Path>, resume: Option<&Path>) -> anyhow::R
     let key_file = std::fs::canonicalize(&key_file).with_context(|| format!("{}", key_file.display()))?;
     std::env::set_var(KEY_FILE_ENV, &key_file);
     let logs = run_dir.join("logs");
-    std::fs::create_dir_all(&logs)?;
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let config_arg = run_dir.join("config.toml").to_string_lossy().into_owned();
     let mut children: Vec<ChildSpec> = (0..config.replay.shards)
         .map(|i| ChildSpec {
@@ -180,7 +180,9 @@ pub fn run_train(config_path: Option<&Path>, resume: Option<&Path>) -> anyhow::R
         children,
     }));
     let stop = stop_flag()?;
-    if let Err(e) = supervisor.lock().start_all() {
+    // (The guard must be dropped before `stop_all` locks again.)
+    let started = supervisor.lock().start_all();
+    if let Err(e) = started {
         // Stop whatever did start before reporting.
         supervisor.lock().stop_all();
         return Err(e);
@@ -213,10 +215,12 @@ pub fn run_train(config_path: Option<&Path>, resume: Option<&Path>) -> anyhow::R
     stop.store(true, Ordering::Relaxed);
     let _ = watcher.join();
     supervisor.lock().stop_all();
+    if failed.load(Ordering::Relaxed) {
+        // The cause, not its symptom in the learner (a replay timeout).
+        let learner = result.err().map(|e| format!(" (learner: {e:#})")).unwrap_or_default();
+        anyhow::bail!("a child process kept failing; see {}{learner}", logs.display());
+    }
     let summary = result?;
     print_summary(&summary, &run_dir);
-    if failed.load(Ordering::Relaxed) {
-        anyhow::bail!("a child process kept failing (see {})", logs.display());
-    }
     Ok(())
 }

@@ -148,6 +148,33 @@ fn train_interrupt_resume_and_eval() {
         resumed_steps > interrupted_at,
         "steps restarted: {resumed_steps} after {interrupted_at}"
     );
+    // Episodes and wall seconds go on counting too.
+    let (before, resumed) = (&after[rows_before - 1], &after[rows_before]);
+    let episodes = |row: &Vec<String>| row[3].parse::<u64>().unwrap();
+    let wall = |row: &Vec<String>| row[0].parse::<f64>().unwrap();
+    assert!(
+        episodes(resumed) >= episodes(before) && episodes(before) > 0,
+        "episodes restarted: {resumed:?} after {before:?}"
+    );
+    assert!(
+        wall(resumed) > wall(before),
+        "wall_s restarted: {resumed:?} after {before:?}"
+    );
+
+    // The run directory is taken: a new learner there without --resume
+    // would overwrite its checkpoints, so it is refused.
+    let out = Command::new(bin)
+        .args(["learner", "--config", run.join("config.toml").to_str().unwrap()])
+        .args(["--run-dir", run.to_str().unwrap()])
+        .env("CML_KEY_FILE", run.join("run.key"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("already holds a run") && stderr.contains("--resume"),
+        "{stderr}"
+    );
     let frames: u64 = after.last().unwrap()[1].parse().unwrap();
     let last = checkpoints(&run).last().cloned().unwrap();
     assert!(steps_of(&last) * 8 * 20 >= 120_000 && frames >= 100_000, "{frames}");
@@ -232,5 +259,40 @@ fn children_stop_when_train_is_killed() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `train.max_seconds` holds while the learner waits for data: a learner
+/// whose shard never receives an unroll (no actor host) still stops.
+#[test]
+fn learner_without_data_stops_at_max_seconds() {
+    let (wp, wr) = (free_port(), free_port());
+    // `setup`'s extra text lands in its [replay] table; later tables follow.
+    let (dir, config, _) = common::setup(
+        "no-data",
+        &format!(
+            "[learner]\nweights_endpoint = \"tcp://127.0.0.1:{wp}\"\n\
+             weights_request_endpoint = \"tcp://127.0.0.1:{wr}\"\n[train]\nmax_seconds = 3.0\n"
+        ),
+    );
+    let config_arg = config.to_str().unwrap();
+    let _shard = common::spawn(&["replay", "--config", config_arg, "--shard", "0"], &dir, Stdio::null());
+    let started = Instant::now();
+    let mut learner = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_cml-rl"))
+            .args(["learner", "--config", config_arg, "--run-dir"])
+            .arg(dir.join("run"))
+            .current_dir(&dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let status = wait(&mut learner, Duration::from_secs(30));
+    assert!(status.success(), "{status:?}");
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(learner.0.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    assert!(stdout.contains("reached max_seconds = 3"), "{stdout}");
+    assert!(started.elapsed() >= Duration::from_secs(3), "stopped early: {stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -12,6 +12,7 @@
 //! memory stays at `pending_chunks` chunks per worker, nothing is dropped on
 //! the host, and the outage is logged once (with its length when it ends).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -112,6 +113,17 @@ struct WeightFollower {
     rejects: RejectLog,
     frames: Vec<zmq::Message>,
     last_request: Option<Instant>,
+    /// The sender id of the last weights taken from the SUB and from the
+    /// request socket. The learner seals each with its own random id per
+    /// process, so a new id on a socket means a new learner process (a
+    /// restart or a resume), whose versions may be lower than the last ones.
+    publishers: [Option<u64>; 2],
+    /// Sender ids of replaced learner processes (both of their sockets):
+    /// late messages from them are ignored. The newest few are kept.
+    retired: VecDeque<u64>,
+    /// A new learner process was seen and none of its weights taken yet:
+    /// the caller's version does not count.
+    new_publisher: bool,
 }
 
 impl WeightFollower {
@@ -138,6 +150,9 @@ impl WeightFollower {
             rejects: RejectLog::new("actor"),
             frames: Vec::new(),
             last_request: None,
+            publishers: [None, None],
+            retired: VecDeque::new(),
+            new_publisher: false,
         })
     }
 
@@ -153,9 +168,11 @@ impl WeightFollower {
         Ok(())
     }
 
-    /// The newest authenticated weights that arrived (newer than `have`).
+    /// The newest authenticated weights that arrived: newer than `have`, or
+    /// any version from a learner process that replaced the one before.
     fn poll(&mut self, have: u64) -> Option<(u64, Vec<u8>)> {
         let mut newest: Option<(u64, Vec<u8>)> = None;
+        let mut have = if self.new_publisher { 0 } else { have };
         for which in 0..2 {
             loop {
                 let socket = if which == 0 { &self.sub } else { &self.request };
@@ -180,11 +197,39 @@ impl WeightFollower {
                         continue;
                     }
                 };
+                if weights.format != "safetensors" || opened.payload.len() != 1 {
+                    continue;
+                }
+                if self.retired.contains(&opened.sender) {
+                    continue;
+                }
+                let previous = self.publishers[which].replace(opened.sender);
+                if let Some(old) = previous.filter(|&p| p != opened.sender) {
+                    // A new learner process replaced both of the old one's
+                    // sockets: retire them, and follow its versions from 0.
+                    tracing::info!(
+                        version = weights.version,
+                        "a new learner process: following its versions"
+                    );
+                    let other = self.publishers[1 - which].take();
+                    for id in std::iter::once(old).chain(other) {
+                        if self.retired.len() == 16 {
+                            self.retired.pop_front();
+                        }
+                        self.retired.push_back(id);
+                    }
+                    have = 0;
+                    newest = None;
+                    self.new_publisher = true;
+                }
                 let best = newest.as_ref().map_or(have, |n| n.0);
-                if weights.version > best && weights.format == "safetensors" && opened.payload.len() == 1 {
+                if weights.version > best {
                     newest = Some((weights.version, opened.payload[0].to_vec()));
                 }
             }
+        }
+        if newest.is_some() {
+            self.new_publisher = false;
         }
         newest
     }

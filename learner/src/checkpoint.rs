@@ -30,6 +30,21 @@ pub struct Manifest {
     pub env_frames: u64,
     /// [`config_fingerprint`] of the config the run was started with.
     pub config_fingerprint: String,
+    /// The run's own counters (episodes finished, milliseconds trained), so
+    /// that a resumed run goes on counting; 0 in files written before they
+    /// existed.
+    #[serde(default)]
+    pub run: RunCounters,
+}
+
+/// Counters the learner's caller keeps beside the learner's own steps and
+/// frames, saved with each checkpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCounters {
+    /// Episodes finished by the actors.
+    pub episodes: u64,
+    /// Wall-clock milliseconds of training, over every resume.
+    pub elapsed_ms: u64,
 }
 
 /// A stable fingerprint of a config's text (FNV-1a, 64 bits, hex): resuming
@@ -95,11 +110,17 @@ impl Checkpointer {
 
     /// Saves `learner` atomically and prunes old checkpoints.
     pub fn save(&self, learner: &Learner, config_fingerprint: &str) -> Result<PathBuf> {
+        self.save_with(learner, config_fingerprint, RunCounters::default())
+    }
+
+    /// [`Checkpointer::save`], with the caller's counters in the manifest.
+    pub fn save_with(&self, learner: &Learner, config_fingerprint: &str, run: RunCounters) -> Result<PathBuf> {
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
             learner_steps: learner.steps(),
             env_frames: learner.frames(),
             config_fingerprint: config_fingerprint.to_string(),
+            run,
         };
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
         for (name, t) in learner.parameters() {
@@ -128,7 +149,8 @@ impl Checkpointer {
         }
         let all = self.list()?;
         if all.len() > self.keep {
-            for old in &all[..all.len() - self.keep] {
+            // Never the file just written, even if older names sort after it.
+            for old in all[..all.len() - self.keep].iter().filter(|p| **p != final_path) {
                 let _ = fs::remove_file(old);
             }
         }
