@@ -15,6 +15,11 @@ use crate::config::Config;
 use crate::learner_role::{action_kind, training_config};
 use crate::replay_role::unroll_layout;
 
+/// The step limit of an eval episode when neither the config nor the
+/// registry gives the env one (a policy that never ends the episode would
+/// otherwise run forever).
+const EVAL_MAX_EPISODE_STEPS: u64 = 100_000;
+
 /// What `eval` measured.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct EvalReport {
@@ -72,7 +77,9 @@ pub fn evaluate(
         config
             .env
             .max_episode_steps
-            .or(cml_envs::max_episode_steps(&config.env.id)?),
+            .or(cml_envs::max_episode_steps(&config.env.id)?)
+            // An env registered without a time limit still ends here.
+            .or(Some(EVAL_MAX_EPISODE_STEPS)),
     )?;
     let d = layout.obs_dim as usize;
     let mut obs = vec![0.0f32; d];

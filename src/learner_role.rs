@@ -210,15 +210,14 @@ pub fn run_learner(config: &Config, options: &LearnerOptions, stop: &AtomicBool)
     }
 
     if let Some(port) = config.learner.metrics_port {
-        let address: std::net::SocketAddr =
-            format!("{}:{port}", config.learner.metrics_host)
-                .parse()
-                .with_context(|| {
-                    format!(
-                        "learner.metrics_host: {:?} is not an IP address",
-                        config.learner.metrics_host
-                    )
-                })?;
+        let ip: std::net::IpAddr = config.learner.metrics_host.parse().with_context(|| {
+            format!(
+                "learner.metrics_host: {:?} is not an IP address",
+                config.learner.metrics_host
+            )
+        })?;
+        // SocketAddr::new, not "host:port": an IPv6 host has colons.
+        let address = std::net::SocketAddr::new(ip, port);
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .with_http_listener(address)
             .install()
@@ -509,9 +508,10 @@ fn export_metrics(
     replay: &mut ReplayClient,
     shards: u32,
 ) {
-    metrics::gauge!("cml_env_frames").set(learner.frames() as f64);
-    metrics::gauge!("cml_learner_steps").set(learner.steps() as f64);
-    metrics::gauge!("cml_episodes").set(episodes as f64);
+    // Monotonic totals are counters (`_total`); the rest are gauges.
+    metrics::counter!("cml_env_frames_total").absolute(learner.frames());
+    metrics::counter!("cml_learner_steps_total").absolute(learner.steps());
+    metrics::counter!("cml_episodes_total").absolute(episodes);
     metrics::gauge!("cml_learning_rate").set(step.learning_rate);
     for (name, value) in scalars {
         let name = format!("cml_{}", name.replace('/', "_"));
@@ -524,12 +524,15 @@ fn export_metrics(
         let s = shard.to_string();
         metrics::gauge!("cml_replay_size", "shard" => s.clone()).set(stats.size as f64);
         metrics::gauge!("cml_replay_bytes", "shard" => s.clone()).set(stats.bytes as f64);
-        metrics::gauge!("cml_replay_inserted_total", "shard" => s.clone()).set(stats.inserted_total as f64);
-        metrics::gauge!("cml_replay_sampled_total", "shard" => s.clone()).set(stats.sampled_total as f64);
+        // A shard's own totals (they start again from 0 if it restarts,
+        // which Prometheus reads as a counter reset).
+        metrics::counter!("cml_replay_inserted_total", "shard" => s.clone()).absolute(stats.inserted_total);
+        metrics::counter!("cml_replay_sampled_total", "shard" => s.clone()).absolute(stats.sampled_total);
         metrics::gauge!("cml_replay_inserts_per_s", "shard" => s.clone()).set(stats.inserts_per_s);
         metrics::gauge!("cml_replay_samples_per_s", "shard" => s.clone()).set(stats.samples_per_s);
         for (reason, count) in &stats.rejected {
-            metrics::gauge!("cml_replay_rejected", "shard" => s.clone(), "reason" => reason.clone()).set(*count as f64);
+            metrics::counter!("cml_replay_rejected_total", "shard" => s.clone(), "reason" => reason.clone())
+                .absolute(*count);
         }
     }
 }

@@ -22,14 +22,18 @@ use crate::replay_role::{stop_flag, SUPERVISOR_PID_ENV};
 /// `transport.key_file` (how `train` hands its key to its children).
 pub const KEY_FILE_ENV: &str = "CML_KEY_FILE";
 
-/// Restarts allowed per child before `train` gives up on it.
+/// Restarts allowed per child before `train` gives up on it ...
 const MAX_RESTARTS: u32 = 5;
+/// ... counted again from 0 once a child has stayed up this long.
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 
 struct ChildSpec {
     name: String,
     args: Vec<String>,
     log: PathBuf,
     child: Option<Child>,
+    /// When `child` was started.
+    started: Instant,
     restarts: u32,
 }
 
@@ -65,6 +69,7 @@ impl Supervisor {
         for i in 0..self.children.len() {
             let child = self.spawn(&self.children[i])?;
             self.children[i].child = Some(child);
+            self.children[i].started = Instant::now();
         }
         Ok(())
     }
@@ -79,6 +84,9 @@ impl Supervisor {
             };
             if let Some(status) = exited {
                 let spec = &mut self.children[i];
+                if spec.started.elapsed() >= HEALTHY_AFTER {
+                    spec.restarts = 0;
+                }
                 spec.restarts += 1;
                 if spec.restarts > MAX_RESTARTS {
                     anyhow::bail!(
@@ -91,6 +99,7 @@ impl Supervisor {
                 tracing::warn!(child = %spec.name, %status, log = %spec.log.display(), "child exited; restarting it");
                 let child = self.spawn(&self.children[i])?;
                 self.children[i].child = Some(child);
+                self.children[i].started = Instant::now();
             }
         }
         Ok(())
@@ -123,7 +132,13 @@ impl Supervisor {
 pub fn run_train(config_path: Option<&Path>, resume: Option<&Path>) -> anyhow::Result<()> {
     let launched = Instant::now();
     let (config, run_dir) = match (resume, config_path) {
-        (Some(dir), _) => {
+        (Some(dir), Some(path)) => anyhow::bail!(
+            "give {} or --resume {}, not both: a resumed run reads {}",
+            path.display(),
+            dir.display(),
+            dir.join("config.toml").display()
+        ),
+        (Some(dir), None) => {
             let config = Config::load(&dir.join("config.toml"))?;
             (config, dir.to_path_buf())
         }
@@ -164,6 +179,7 @@ pub fn run_train(config_path: Option<&Path>, resume: Option<&Path>) -> anyhow::R
             ],
             log: logs.join(format!("replay-{i}.log")),
             child: None,
+            started: Instant::now(),
             restarts: 0,
         })
         .collect();
@@ -172,6 +188,7 @@ pub fn run_train(config_path: Option<&Path>, resume: Option<&Path>) -> anyhow::R
         args: vec!["actor".into(), "--config".into(), config_arg],
         log: logs.join("actor.log"),
         child: None,
+        started: Instant::now(),
         restarts: 0,
     });
     let supervisor = Arc::new(Mutex::new(Supervisor {

@@ -96,3 +96,16 @@ fn envs_lists_the_builtins() {
         assert!(stdout.contains(id), "{stdout}");
     }
 }
+
+#[test]
+fn train_refuses_a_config_together_with_resume() {
+    let path = temp_config("both.toml", "[env]\nid = \"CartPole-v1\"\n");
+    let run = path.with_file_name("some-run");
+    let out = cml_rl(&["train", path.to_str().unwrap(), "--resume", run.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not both") && stderr.contains("some-run/config.toml"),
+        "{stderr}"
+    );
+}

@@ -108,14 +108,16 @@ fn train_interrupt_resume_and_eval() {
     // Prometheus text format on /metrics, with replay stats per shard.
     let page = http_get(metrics_port, "/metrics");
     for name in [
-        "cml_env_frames",
-        "cml_learner_steps",
-        "cml_loss_policy",
+        "# TYPE cml_env_frames_total counter",
+        "# TYPE cml_learner_steps_total counter",
+        "# TYPE cml_episodes_total counter",
+        "# TYPE cml_replay_inserted_total counter",
+        "# TYPE cml_loss_policy gauge",
         "cml_replay_size{shard=\"0\"}",
     ] {
         assert!(page.contains(name), "{name} missing from /metrics:\n{page}");
     }
-    assert!(page.contains("cml_replay_rejected{"), "{page}");
+    assert!(page.contains("cml_replay_rejected_total{"), "{page}");
     let pid = train.0.id().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
     let status = wait(&mut train, Duration::from_secs(20));
