@@ -71,13 +71,16 @@ fn actor_host_delivers_follows_weights_and_survives_a_shard_restart() {
     );
     let config_arg = config.to_str().unwrap();
     let key = SharedKey::read_file(&dir.join("run.key")).unwrap();
-    let publisher = WeightPublisher::start(
-        &key,
-        &SocketOptions::default(),
-        &format!("tcp://127.0.0.1:{wp}"),
-        &format!("tcp://127.0.0.1:{wr}"),
-    )
-    .unwrap();
+    let start_publisher = || {
+        WeightPublisher::start(
+            &key,
+            &SocketOptions::default(),
+            &format!("tcp://127.0.0.1:{wp}"),
+            &format!("tcp://127.0.0.1:{wr}"),
+        )
+        .unwrap()
+    };
+    let publisher = start_publisher();
     // Published before the host starts: it must ask for them (late join).
     publisher.publish(1, weights(1));
     let shard_args = ["replay", "--config", config_arg, "--shard", "0"];
@@ -151,13 +154,7 @@ fn actor_host_delivers_follows_weights_and_survives_a_shard_restart() {
     // version 1 again on the same endpoints: the host follows it, though 1
     // is lower than the 2 it has.
     drop(publisher);
-    let publisher = WeightPublisher::start(
-        &key,
-        &SocketOptions::default(),
-        &format!("tcp://127.0.0.1:{wp}"),
-        &format!("tcp://127.0.0.1:{wr}"),
-    )
-    .unwrap();
+    let publisher = start_publisher();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         assert!(

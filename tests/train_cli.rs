@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, Reaped};
+use common::{free_port, spawn, wait_exit, Reaped};
 
 fn write_config(dir: &Path, total_frames: u64, metrics_port: u16) -> PathBuf {
     let (wp, wr, rp) = (free_port(), free_port(), free_port());
@@ -26,17 +26,6 @@ fn write_config(dir: &Path, total_frames: u64, metrics_port: u16) -> PathBuf {
     let path = dir.join("train.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn wait(child: &mut Reaped, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "cml-rl did not finish in {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn http_get(port: u16, path: &str) -> String {
@@ -82,15 +71,7 @@ fn train_interrupt_resume_and_eval() {
     let metrics_port = free_port();
     let config = write_config(&dir, 120_000, metrics_port);
     let bin = env!("CARGO_BIN_EXE_cml-rl");
-    let mut train = Reaped(
-        Command::new(bin)
-            .args(["train", config.to_str().unwrap()])
-            .current_dir(&dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut train = spawn(&["train", config.to_str().unwrap()], &dir, Stdio::piped());
     // Wait (bounded) for the run directory and two metric rows, then Ctrl-C.
     let deadline = Instant::now() + Duration::from_secs(90);
     let run = loop {
@@ -120,7 +101,7 @@ fn train_interrupt_resume_and_eval() {
     assert!(page.contains("cml_replay_rejected_total{"), "{page}");
     let pid = train.0.id().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
-    let status = wait(&mut train, Duration::from_secs(20));
+    let status = wait_exit(&mut train, Duration::from_secs(20));
     assert!(status.success(), "train after SIGINT: {status:?}");
     let header = &rows(&run)[0];
     assert_eq!(header[0], "wall_s");
@@ -230,15 +211,7 @@ fn children_stop_when_train_is_killed() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let config = write_config(&dir, 10_000_000, free_port());
-    let mut train = Reaped(
-        Command::new(env!("CARGO_BIN_EXE_cml-rl"))
-            .args(["train", config.to_str().unwrap()])
-            .current_dir(&dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut train = spawn(&["train", config.to_str().unwrap()], &dir, Stdio::null());
     let pid = train.0.id();
     // The shard and the actor host, once both are up.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -278,7 +251,7 @@ fn learner_without_data_stops_at_max_seconds() {
         ),
     );
     let config_arg = config.to_str().unwrap();
-    let _shard = common::spawn(&["replay", "--config", config_arg, "--shard", "0"], &dir, Stdio::null());
+    let _shard = spawn(&["replay", "--config", config_arg, "--shard", "0"], &dir, Stdio::null());
     let started = Instant::now();
     let mut learner = Reaped(
         Command::new(env!("CARGO_BIN_EXE_cml-rl"))
@@ -290,7 +263,7 @@ fn learner_without_data_stops_at_max_seconds() {
             .spawn()
             .unwrap(),
     );
-    let status = wait(&mut learner, Duration::from_secs(30));
+    let status = wait_exit(&mut learner, Duration::from_secs(30));
     assert!(status.success(), "{status:?}");
     let mut stdout = String::new();
     std::io::Read::read_to_string(learner.0.stdout.as_mut().unwrap(), &mut stdout).unwrap();

@@ -6,9 +6,9 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{free_port, Reaped};
+use common::{free_port, spawn, wait_exit};
 
 #[test]
 fn shipped_cartpole_config_learns() {
@@ -46,23 +46,8 @@ fn shipped_cartpole_config_learns() {
     std::fs::write(&config, &text).unwrap();
 
     let bin = env!("CARGO_BIN_EXE_cml-rl");
-    let mut train = Reaped(
-        Command::new(bin)
-            .args(["train", config.to_str().unwrap()])
-            .current_dir(&dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        if let Some(status) = train.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "train did not stop in 300 s");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let mut train = spawn(&["train", config.to_str().unwrap()], &dir, Stdio::piped());
+    let status = wait_exit(&mut train, Duration::from_secs(300));
     let mut stdout = String::new();
     std::io::Read::read_to_string(train.0.stdout.as_mut().unwrap(), &mut stdout).unwrap();
     assert!(status.success(), "{status:?}: {stdout}");

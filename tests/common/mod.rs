@@ -33,6 +33,21 @@ pub fn spawn(args: &[&str], dir: &Path, stdout: Stdio) -> Reaped {
     )
 }
 
+/// Waits (bounded) for `child` to exit.
+pub fn wait_exit(child: &mut Reaped, limit: std::time::Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cml-rl did not finish in {limit:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// A new temp dir `{prefix}-{pid}` holding a fresh shared key, `run.key`.
 pub fn dir_with_key(prefix: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
