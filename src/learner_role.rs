@@ -92,6 +92,64 @@ impl Returns {
     }
 }
 
+/// On resume: metrics.csv rows written after the checkpoint (learner steps
+/// beyond `steps`) describe training that is being redone; they are dropped
+/// so the file's curves do not go back in time.
+fn drop_rows_after(path: &Path, steps: u64) -> anyhow::Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let mut lines = text.lines();
+    let mut kept: Vec<&str> = lines.next().into_iter().collect();
+    let mut dropped = 0usize;
+    for line in lines {
+        match line.split(',').nth(2).and_then(|s| s.parse::<u64>().ok()) {
+            Some(s) if s > steps => dropped += 1,
+            _ => kept.push(line),
+        }
+    }
+    if dropped > 0 {
+        let tmp = path.with_extension("csv.tmp");
+        let mut body = kept.join("\n");
+        body.push('\n');
+        std::fs::write(&tmp, body).with_context(|| format!("{}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
+        tracing::info!(dropped, "metrics.csv: dropped rows written after the checkpoint");
+    }
+    Ok(())
+}
+
+/// Why the run should end now, if it should: `stop` (a signal), or one of
+/// `[train]`'s conditions.
+fn stop_reason(
+    stop: &AtomicBool,
+    train: &crate::config::TrainConfig,
+    frames: u64,
+    deadline: Option<Instant>,
+    returns: &Returns,
+) -> Option<String> {
+    if stop.load(Ordering::Relaxed) {
+        return Some("interrupted".to_string());
+    }
+    if train.total_frames > 0 && frames >= train.total_frames {
+        return Some(format!("trained on {frames} env frames"));
+    }
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        return Some(format!(
+            "reached max_seconds = {}",
+            train.max_seconds.unwrap_or_default()
+        ));
+    }
+    if let (Some(target), Some(mean)) = (train.target_return, returns.full_mean()) {
+        if mean >= target {
+            return Some(format!(
+                "mean return {mean:.1} over the last 100 episodes reached {target}"
+            ));
+        }
+    }
+    None
+}
+
 /// Learner steps skipped in a row (non-finite loss or gradients) before the
 /// run fails instead of spinning.
 const MAX_NON_FINITE_IN_A_ROW: u32 = 100;
@@ -245,6 +303,9 @@ pub fn run_learner(config: &Config, options: &LearnerOptions, stop: &AtomicBool)
     }
 
     let metrics_path = options.run_dir.join("metrics.csv");
+    if options.resume {
+        drop_rows_after(&metrics_path, learner.steps())?;
+    }
     let new_file = !metrics_path.exists();
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -286,19 +347,8 @@ pub fn run_learner(config: &Config, options: &LearnerOptions, stop: &AtomicBool)
     let mut lag_sum = 0.0f64;
     let mut lag_count = 0u64;
     let reason = loop {
-        if stop.load(Ordering::Relaxed) {
-            break "interrupted".to_string();
-        }
-        if train.total_frames > 0 && learner.frames() >= train.total_frames {
-            break format!("trained on {} env frames", learner.frames());
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            break format!("reached max_seconds = {}", train.max_seconds.unwrap_or_default());
-        }
-        if let (Some(target), Some(mean)) = (train.target_return, returns.full_mean()) {
-            if mean >= target {
-                break format!("mean return {mean:.1} over the last 100 episodes reached {target}");
-            }
+        if let Some(reason) = stop_reason(stop, train, learner.frames(), deadline, &returns) {
+            break reason;
         }
         let beta = if train.total_frames > 0 {
             let progress = (learner.frames() as f64 / train.total_frames as f64).min(1.0);
@@ -352,7 +402,10 @@ pub fn run_learner(config: &Config, options: &LearnerOptions, stop: &AtomicBool)
             publisher.publish(version(&learner), learner.weights()?);
         }
 
-        if last_report.elapsed().as_secs_f64() >= config.learner.report_interval_s {
+        // A run that ends after this step reports it first, so the row
+        // that met the stop condition is in metrics.csv.
+        let ending = stop_reason(stop, train, learner.frames(), deadline, &returns);
+        if ending.is_some() || last_report.elapsed().as_secs_f64() >= config.learner.report_interval_s {
             let elapsed = last_report.elapsed().as_secs_f64();
             let fps = (learner.frames() - report_frames) as f64 / elapsed;
             let sps = (learner.steps() - report_steps) as f64 / elapsed;
@@ -421,6 +474,9 @@ pub fn run_learner(config: &Config, options: &LearnerOptions, stop: &AtomicBool)
             lag_sum = 0.0;
             lag_count = 0;
             last_report = Instant::now();
+        }
+        if let Some(reason) = ending {
+            break reason;
         }
         if last_checkpoint.elapsed().as_secs_f64() >= config.learner.checkpoint_interval_s {
             checkpointer.save_with(&learner, &fingerprint, counters(&returns))?;
@@ -534,5 +590,28 @@ fn export_metrics(
             metrics::counter!("cml_replay_rejected_total", "shard" => s.clone(), "reason" => reason.clone())
                 .absolute(*count);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_drops_rows_written_after_the_checkpoint() {
+        let dir = std::env::temp_dir().join(format!("cml-rows-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("metrics.csv");
+        std::fs::write(&path, "wall_s,env_frames,learner_steps\n1,10,5\n2,20,10\n3,30,15\n").unwrap();
+        drop_rows_after(&path, 10).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "wall_s,env_frames,learner_steps\n1,10,5\n2,20,10\n"
+        );
+        // Nothing to drop: the file stays as it is; no file: no error.
+        drop_rows_after(&path, 10).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
+        drop_rows_after(&dir.join("none.csv"), 0).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
