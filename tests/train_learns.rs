@@ -59,6 +59,11 @@ fn shipped_cartpole_config_learns() {
         .next()
         .unwrap()
         .path();
+    // The row of the step that met the target is the last one in metrics.csv.
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let last: Vec<&str> = metrics.lines().last().unwrap().split(',').collect();
+    let mean_return: f64 = last[4].parse().unwrap();
+    assert!(mean_return >= 150.0, "last metrics.csv row: {last:?}");
     let mut checkpoints: Vec<_> = std::fs::read_dir(run.join("checkpoints"))
         .unwrap()
         .flatten()
