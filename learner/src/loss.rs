@@ -49,10 +49,13 @@ pub struct LossConfig {
     pub baseline_cost: f32,
     #[serde(default = "default_entropy_cost")]
     pub entropy_cost: f32,
-    /// ρ̄; `None` (omit the key) for no clipping.
+    /// ρ̄; `None` for no clipping. A config file cannot say `None` (an
+    /// omitted key means the default, 1.0): a large value such as 1e9 clips
+    /// nothing in practice.
     #[serde(default = "default_clip")]
     pub clip_rho_threshold: Option<f32>,
-    /// ρ̄ for the policy-gradient advantages; `None` for no clipping.
+    /// ρ̄ for the policy-gradient advantages; `None` for no clipping (see
+    /// above for config files).
     #[serde(default = "default_clip")]
     pub clip_pg_rho_threshold: Option<f32>,
     #[serde(default = "default_lambda")]
