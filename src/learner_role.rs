@@ -340,6 +340,8 @@ pub fn run_learner(config: &Config, options: &LearnerOptions, stop: &AtomicBool)
         .max_seconds
         .map(|s| options.launched + Duration::from_secs_f64((s - resumed.elapsed_ms as f64 / 1000.0).max(0.0)));
     let mut non_finite_in_a_row = 0u32;
+    // Last totals seen per shard, for the Prometheus counters.
+    let mut shard_totals = std::collections::HashMap::new();
     let mut new_returns = Vec::new();
     let mut last_report = Instant::now();
     let mut last_checkpoint = Instant::now();
@@ -454,6 +456,7 @@ pub fn run_learner(config: &Config, options: &LearnerOptions, stop: &AtomicBool)
                         returns.total,
                         &mut replay,
                         config.replay.shards,
+                        &mut shard_totals,
                     );
                 }
             }
@@ -563,6 +566,7 @@ fn export_metrics(
     episodes: u64,
     replay: &mut ReplayClient,
     shards: u32,
+    shard_totals: &mut std::collections::HashMap<String, u64>,
 ) {
     // Monotonic totals are counters (`_total`); the rest are gauges.
     metrics::counter!("cml_env_frames_total").absolute(learner.frames());
@@ -580,15 +584,26 @@ fn export_metrics(
         let s = shard.to_string();
         metrics::gauge!("cml_replay_size", "shard" => s.clone()).set(stats.size as f64);
         metrics::gauge!("cml_replay_bytes", "shard" => s.clone()).set(stats.bytes as f64);
-        // A shard's own totals (they start again from 0 if it restarts,
-        // which Prometheus reads as a counter reset).
-        metrics::counter!("cml_replay_inserted_total", "shard" => s.clone()).absolute(stats.inserted_total);
-        metrics::counter!("cml_replay_sampled_total", "shard" => s.clone()).absolute(stats.sampled_total);
+        // A shard's totals start again from 0 when it restarts; the
+        // learner's counters add what is new since the last report, so they
+        // keep rising across shard restarts.
+        let mut new_since = |what: &str, now: u64| {
+            let last = shard_totals.insert(format!("{what}/{s}"), now).unwrap_or(0);
+            if now >= last {
+                now - last
+            } else {
+                now
+            }
+        };
+        metrics::counter!("cml_replay_inserted_total", "shard" => s.clone())
+            .increment(new_since("inserted", stats.inserted_total));
+        metrics::counter!("cml_replay_sampled_total", "shard" => s.clone())
+            .increment(new_since("sampled", stats.sampled_total));
         metrics::gauge!("cml_replay_inserts_per_s", "shard" => s.clone()).set(stats.inserts_per_s);
         metrics::gauge!("cml_replay_samples_per_s", "shard" => s.clone()).set(stats.samples_per_s);
         for (reason, count) in &stats.rejected {
             metrics::counter!("cml_replay_rejected_total", "shard" => s.clone(), "reason" => reason.clone())
-                .absolute(*count);
+                .increment(new_since(&format!("rejected/{reason}"), *count));
         }
     }
 }

@@ -20,7 +20,7 @@ fn write_config(dir: &Path, total_frames: u64, metrics_port: u16) -> PathBuf {
          [learner]\nbatch_size = 8\nreport_interval_s = 0.2\ncheckpoint_interval_s = 1.0\nmetrics_port = {metrics_port}\n\
          weights_endpoint = \"tcp://127.0.0.1:{wp}\"\nweights_request_endpoint = \"tcp://127.0.0.1:{wr}\"\n\
          [learner.optimizer]\nkind = \"adam\"\nlr = 0.0005\n\
-         [train]\ntotal_frames = {total_frames}\nmax_seconds = 120\nruns_dir = \"{}\"\n",
+         [train]\ntotal_frames = {total_frames}\nmax_seconds = 300\nruns_dir = \"{}\"\n",
         dir.join("runs").display()
     );
     let path = dir.join("train.toml");

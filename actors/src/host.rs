@@ -113,13 +113,11 @@ struct WeightFollower {
     rejects: RejectLog,
     frames: Vec<zmq::Message>,
     last_request: Option<Instant>,
-    /// The sender id of the last weights taken from the SUB and from the
-    /// request socket. The learner seals each with its own random id per
-    /// process, so a new id on a socket means a new learner process (a
-    /// restart or a resume), whose versions may be lower than the last ones.
-    publishers: [Option<u64>; 2],
-    /// Sender ids of replaced learner processes (both of their sockets):
-    /// late messages from them are ignored. The newest few are kept.
+    /// The publisher id (`Weights::publisher`) of the learner process
+    /// whose weights this host follows.
+    publisher: Option<u64>,
+    /// Publisher ids of replaced learner processes: late messages from them
+    /// are ignored. The newest few are kept.
     retired: VecDeque<u64>,
     /// A new learner process was seen and none of its weights taken yet:
     /// the caller's version does not count.
@@ -150,7 +148,7 @@ impl WeightFollower {
             rejects: RejectLog::new("actor"),
             frames: Vec::new(),
             last_request: None,
-            publishers: [None, None],
+            publisher: None,
             retired: VecDeque::new(),
             new_publisher: false,
         })
@@ -200,24 +198,22 @@ impl WeightFollower {
                 if weights.format != "safetensors" || opened.payload.len() != 1 {
                     continue;
                 }
-                if self.retired.contains(&opened.sender) {
+                if self.retired.contains(&weights.publisher) {
                     continue;
                 }
-                let previous = self.publishers[which].replace(opened.sender);
-                if let Some(old) = previous.filter(|&p| p != opened.sender) {
-                    // A new learner process replaced both of the old one's
-                    // sockets: retire them, and follow its versions from 0.
+                let previous = *self.publisher.get_or_insert(weights.publisher);
+                if previous != weights.publisher {
+                    // A new learner process (a restart, or a resume from an
+                    // older checkpoint): follow its versions from scratch.
                     tracing::info!(
                         version = weights.version,
                         "a new learner process: following its versions"
                     );
-                    let other = self.publishers[1 - which].take();
-                    for id in std::iter::once(old).chain(other) {
-                        if self.retired.len() == 16 {
-                            self.retired.pop_front();
-                        }
-                        self.retired.push_back(id);
+                    if self.retired.len() == 16 {
+                        self.retired.pop_front();
                     }
+                    self.retired.push_back(previous);
+                    self.publisher = Some(weights.publisher);
                     have = 0;
                     newest = None;
                     self.new_publisher = true;

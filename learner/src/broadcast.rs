@@ -67,6 +67,9 @@ impl WeightPublisher {
         let router = bind_router(&ctx, options, request_endpoint)?;
         let mut broadcast_sealer = Sealer::with_random_sender(key.clone())?;
         let mut reply_sealer = Sealer::with_random_sender(key.clone())?;
+        // This process's publisher id (see `Weights::publisher`): random, as
+        // the sealers' sender ids are.
+        let publisher_id = broadcast_sealer.sender();
         let mut opener = Opener::new(key.clone(), options.max_message_bytes);
         let (tx, rx): (Sender<Published>, Receiver<Published>) = crossbeam_channel::unbounded();
         let stop = Arc::new(AtomicBool::new(false));
@@ -86,6 +89,7 @@ impl WeightPublisher {
                     let body = Weights {
                         version,
                         format: "safetensors".into(),
+                        publisher: publisher_id,
                     };
                     sealer.seal(MessageKind::Weights, &body, vec![bytes])
                 };

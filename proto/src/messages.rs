@@ -249,6 +249,12 @@ pub struct Weights {
     /// `"safetensors"`: the frame is a safetensors file of the policy
     /// network's tensors (names `torso.{i}.weight`, `policy.bias`, ...).
     pub format: String,
+    /// A random id of the publishing learner process, the same on its PUB
+    /// and ROUTER sockets and new in every process: versions only rise
+    /// within one publisher, so a host follows a new publisher's versions
+    /// from scratch. 0 (or absent) from a publisher that does not say.
+    #[serde(default)]
+    pub publisher: u64,
 }
 
 /// Body of `get_weights` (an empty map).
