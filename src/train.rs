@@ -65,11 +65,17 @@ impl Supervisor {
         command.spawn().with_context(|| format!("starting {}", spec.name))
     }
 
+    /// Starts child `i` (again).
+    fn launch(&mut self, i: usize) -> anyhow::Result<()> {
+        let child = self.spawn(&self.children[i])?;
+        self.children[i].child = Some(child);
+        self.children[i].started = Instant::now();
+        Ok(())
+    }
+
     fn start_all(&mut self) -> anyhow::Result<()> {
         for i in 0..self.children.len() {
-            let child = self.spawn(&self.children[i])?;
-            self.children[i].child = Some(child);
-            self.children[i].started = Instant::now();
+            self.launch(i)?;
         }
         Ok(())
     }
@@ -97,9 +103,7 @@ impl Supervisor {
                     );
                 }
                 tracing::warn!(child = %spec.name, %status, log = %spec.log.display(), "child exited; restarting it");
-                let child = self.spawn(&self.children[i])?;
-                self.children[i].child = Some(child);
-                self.children[i].started = Instant::now();
+                self.launch(i)?;
             }
         }
         Ok(())
