@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use candle_core::Device;
 use candle_nn::VarMap;
-use cml_learner::broadcast::WeightPublisher;
 use cml_policy::{ActionKind, NetConfig, PolicyNet};
+use cml_proto::weights::WeightPublisher;
 use cml_proto::{SharedKey, SocketOptions};
 use cml_replay::ReplayClient;
 
@@ -66,7 +66,7 @@ fn main() {
     assert!(status.success());
     let key = SharedKey::read_file(&dir.join("run.key")).unwrap();
     let (wp, wr) = (port(), port());
-    let publisher = WeightPublisher::start(
+    let mut publisher = WeightPublisher::start(
         &key,
         &SocketOptions::default(),
         &format!("tcp://127.0.0.1:{wp}"),

@@ -6,7 +6,7 @@
 
 use candle_core::{Device, Tensor};
 use cml_learner::optim::RmsPropConfig;
-use cml_learner::{Learner, LearnerConfig, OptimizerConfig, UnrollBatch};
+use cml_learner::{ImpalaLearner, LearnerConfig, OptimizerConfig, UnrollBatch};
 use cml_policy::{ActionKind, NetConfig};
 use criterion::{criterion_group, Criterion, Throughput};
 
@@ -34,6 +34,7 @@ fn batch() -> UnrollBatch {
         terminated: Tensor::from_vec(terminated, (T, B), &dev).unwrap(),
         truncated: Tensor::zeros((T, B), candle_core::DType::F32, &dev).unwrap(),
         final_observations: None,
+        importance_weights: None,
     }
 }
 
@@ -46,7 +47,8 @@ fn learner_step(c: &mut Criterion) {
         }),
         ..Default::default()
     };
-    let mut learner = Learner::new(OBS, ActionKind::Categorical(2), &NetConfig::default(), config).expect("learner");
+    let mut learner =
+        ImpalaLearner::new(OBS, ActionKind::Categorical(2), &NetConfig::default(), config).expect("learner");
     let batch = batch();
     let mut group = c.benchmark_group("learner");
     group.throughput(Throughput::Elements((T * B) as u64));
@@ -59,7 +61,7 @@ criterion_group!(benches, learner_step);
 fn main() {
     // The learner's default: candle's CPU kernels on one thread
     // (`learner.cpu_threads`), set before any thread starts.
-    cml_learner::set_cpu_threads(LearnerConfig::default().cpu_threads);
+    cml_run::plumbing::init_compute_threads(LearnerConfig::default().cpu_threads);
     benches();
     Criterion::default().configure_from_args().final_summary();
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use cml_actors::{ActorHost, HostConfig, HostReport};
 
 use crate::config::Config;
-use crate::replay_role::{read_key, socket_options, stop_flag};
+use cml_run::plumbing::stop_flag;
 
 /// The actor host's configuration from the run config.
 pub fn host_config(config: &Config, max_unrolls: Option<u64>) -> anyhow::Result<HostConfig> {
@@ -25,27 +25,18 @@ pub fn host_config(config: &Config, max_unrolls: Option<u64>) -> anyhow::Result<
         weights_request_endpoint: config.weights_endpoints().1,
         insert_batch: a.insert_batch,
         pending_chunks: a.pending_chunks,
-        key: read_key(config)?,
-        socket: socket_options(config),
+        key: config.read_key()?,
+        socket: config.transport.socket_options(),
         max_unrolls,
         report_interval: Duration::from_secs_f64(a.report_interval_s),
     })
 }
 
-/// Candle's CPU kernels on one thread: each worker is one compute thread.
-/// Must run before any tensor work (candle reads it once).
-pub fn one_compute_thread_per_worker() {
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        // SAFETY (edition 2021: safe fn): called at process start, before
-        // any thread that reads the environment exists.
-        std::env::set_var("RAYON_NUM_THREADS", "1");
-    }
-}
-
 /// `cml-rl actor`: runs until SIGINT/SIGTERM (or `max_unrolls`), then
 /// prints the report as one JSON line when `json` is set.
 pub fn run_actor(config: &Config, max_unrolls: Option<u64>, json: bool) -> anyhow::Result<()> {
-    one_compute_thread_per_worker();
+    // Each worker thread is one compute thread.
+    cml_run::plumbing::init_compute_threads(1);
     let host = host_config(config, max_unrolls)?;
     let stop = stop_flag()?;
     tracing::info!(

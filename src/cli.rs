@@ -136,9 +136,17 @@ pub enum Command {
     },
 }
 
+/// A command-line duration: positive, finite, and at most
+/// `cml_proto::config::MAX_SECONDS` (a `Duration` would panic beyond that).
 fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
     if !(value.is_finite() && value > 0.0) {
         anyhow::bail!("{flag} must be a positive number of seconds, got {value}");
+    }
+    if value > cml_proto::config::MAX_SECONDS {
+        anyhow::bail!(
+            "{flag} must be at most {:e} seconds, got {value}",
+            cml_proto::config::MAX_SECONDS
+        );
     }
     Ok(Duration::from_secs_f64(value))
 }
@@ -172,6 +180,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let launched = std::time::Instant::now();
             let cfg = Config::load(&config)?;
+            cml_run::plumbing::init_compute_threads(cfg.learner.cpu_threads);
             let run_dir = match run_dir {
                 Some(dir) => {
                     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -187,14 +196,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 std::fs::copy(&config, &copy)
                     .with_context(|| format!("copying {} to {}", config.display(), copy.display()))?;
             }
-            let stop = replay_role::stop_flag()?;
-            let options = crate::learner_role::LearnerOptions {
+            let stop = cml_run::plumbing::stop_flag()?;
+            let options = cml_run::LearnerOptions {
                 run_dir: run_dir.clone(),
                 resume,
                 progress: false,
                 launched,
             };
-            let summary = crate::learner_role::run_learner(&cfg, &options, &stop)?;
+            let summary = crate::learner_role::run(&cfg, options, None, &stop)?;
             crate::learner_role::print_summary(&summary, &run_dir);
             Ok(())
         }
@@ -205,13 +214,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             time_limit,
         } => {
             let cfg = Config::load(&config)?;
-            if !(time_limit.is_finite() && time_limit > 0.0) {
-                anyhow::bail!("--time-limit must be a positive number of seconds, got {time_limit}");
-            }
             let options = RolloutOptions {
                 episodes,
                 num_envs: envs,
-                time_limit: Duration::from_secs_f64(time_limit),
+                time_limit: seconds("--time-limit", time_limit)?,
             };
             let report = rollout::run(&cfg, &options)?;
             println!("{report}");

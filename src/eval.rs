@@ -7,13 +7,10 @@ use anyhow::Context;
 use candle_core::{Device, Tensor};
 use cml_envs::{Action, Env};
 use cml_learner::checkpoint::Checkpointer;
-use cml_learner::Learner;
 use cml_policy::PolicyParams;
 use rand::SeedableRng;
 
 use crate::config::Config;
-use crate::learner_role::{action_kind, training_config};
-use crate::replay_role::unroll_layout;
 
 /// The step limit of an eval episode when neither the config nor the
 /// registry gives the env one (a policy that never ends the episode would
@@ -63,14 +60,21 @@ pub fn evaluate(
     if episodes == 0 {
         anyhow::bail!("--episodes must be at least 1");
     }
-    let layout = unroll_layout(config)?;
-    let mut training = training_config(config);
-    training.device = "cpu".into();
-    let mut learner = Learner::new(layout.obs_dim as usize, action_kind(&layout), &config.model, training)?;
+    let layout = config.unroll_layout()?;
+    let mut algorithm = cml_run::algorithms::build(
+        &config.learner,
+        &config.model,
+        &layout,
+        config.train.total_frames,
+        config.seed,
+        Some("cpu"),
+    )?;
     let loaded = Checkpointer::load(checkpoint, &Device::Cpu)?;
-    Checkpointer::restore(&mut learner, &loaded, None)
+    Checkpointer::restore(algorithm.as_mut(), &loaded, None)
         .with_context(|| format!("{} does not fit the config's network", checkpoint.display()))?;
-    let net = learner.net();
+    // The policy exactly as actors get it: from the published weights.
+    let policy = cml_actors::policy_from_weights(&algorithm.weights()?, algorithm.steps() + 1, &layout, &config.model)?;
+    let net = &policy.net;
     let mut env = cml_envs::make_with_time_limit(
         &config.env.id,
         &config.env.params,

@@ -9,5 +9,4 @@ pub mod eval;
 pub mod learner_role;
 pub mod replay_role;
 pub mod rollout;
-pub mod tensorboard;
 pub mod train;

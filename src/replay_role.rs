@@ -2,48 +2,14 @@
 //! synthetic load generator used by tests and benchmarks.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use cml_envs::Env;
-use cml_proto::{SharedKey, SocketOptions, UnrollLayout};
-use cml_replay::index::{IndexConfig, SamplingMode};
+use cml_proto::SharedKey;
 use cml_replay::synthetic::synthetic_unrolls;
 use cml_replay::{InsertClient, ReplayClient, ReplayShard, ShardConfig, ShardedInserter};
+use cml_run::plumbing::stop_flag;
 
-use crate::config::{Config, ReplayMode};
-
-/// The unroll layout of the configured env and unroll length.
-pub fn unroll_layout(config: &Config) -> anyhow::Result<UnrollLayout> {
-    let env = cml_envs::make(&config.env.id, &config.env.params).with_context(|| format!("env {:?}", config.env.id))?;
-    cml_actors::layout_for(env.observation_space(), env.action_space(), config.actor.unroll_length)
-        .with_context(|| format!("env {:?}", config.env.id))
-}
-
-/// Socket options from `[transport]`.
-pub fn socket_options(config: &Config) -> SocketOptions {
-    SocketOptions {
-        max_message_bytes: (config.transport.max_message_mb as usize) << 20,
-        send_hwm: config.transport.high_water_mark,
-        recv_hwm: config.transport.high_water_mark,
-        ..SocketOptions::default()
-    }
-}
-
-/// The shared key named by `transport.key_file`.
-/// `CML_KEY_FILE`, when set, overrides `transport.key_file` (how `train`
-/// hands its key to the processes it starts).
-pub fn read_key(config: &Config) -> anyhow::Result<SharedKey> {
-    if let Some(path) = std::env::var_os(crate::train::KEY_FILE_ENV) {
-        return Ok(SharedKey::read_file(std::path::Path::new(&path))?);
-    }
-    let path = config.transport.key_file.as_ref().ok_or_else(|| {
-        anyhow::anyhow!("transport.key_file: not set; create a key with `cml-rl keygen FILE` and name it there")
-    })?;
-    Ok(SharedKey::read_file(&config.resolve(path))?)
-}
+use crate::config::Config;
 
 /// The configuration of shard `shard`.
 pub fn shard_config(config: &Config, shard: u32, key: SharedKey) -> anyhow::Result<ShardConfig> {
@@ -60,71 +26,20 @@ pub fn shard_config(config: &Config, shard: u32, key: SharedKey) -> anyhow::Resu
         shard,
         shards: r.shards,
         endpoint: endpoints[shard as usize].clone(),
-        layout: unroll_layout(config)?,
-        index: IndexConfig {
-            capacity: r.capacity,
-            mode: match r.mode {
-                ReplayMode::Prioritized => SamplingMode::Prioritized,
-                ReplayMode::Uniform => SamplingMode::Uniform,
-                ReplayMode::Queue => SamplingMode::Queue,
-            },
-            alpha: r.alpha,
-            priority_epsilon: r.priority_epsilon,
-            max_samples_per_item: r.max_samples_per_item,
-            fresh_fraction: r.fresh_fraction,
-            seed: config
-                .seed
-                .wrapping_add(u64::from(shard))
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        },
+        layout: config.unroll_layout()?,
+        index: r.index_config(shard, config.seed),
         max_bytes: (r.max_memory_mb as usize) << 20,
         credit_window: r.credit_window,
-        sender_timeout: Duration::from_secs_f64(r.sender_timeout_s),
-        stats_interval: Duration::from_secs_f64(r.stats_interval_s),
-        socket: socket_options(config),
+        sender_timeout: r.sender_timeout(),
+        stats_interval: r.stats_interval(),
+        socket: config.transport.socket_options(),
         key,
     })
 }
 
-/// A flag set by SIGINT or SIGTERM.
-///
-/// A child of `cml-rl train` (which sets [`SUPERVISOR_PID_ENV`] for it) also
-/// stops when its parent is gone: a `train` killed with SIGKILL, or one
-/// that crashed, leaves no shard or actor host behind.
-pub fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop)).context("installing a signal handler")?;
-    }
-    if let Some(supervisor) = std::env::var(SUPERVISOR_PID_ENV)
-        .ok()
-        .and_then(|s| s.parse::<u32>().ok())
-    {
-        let stop = Arc::clone(&stop);
-        std::thread::Builder::new()
-            .name("parent-watch".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    if std::os::unix::process::parent_id() != supervisor {
-                        tracing::warn!(supervisor, "the supervising cml-rl train is gone; stopping");
-                        stop.store(true, Ordering::Relaxed);
-                        break;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(200));
-                }
-            })
-            .context("starting the parent watcher")?;
-    }
-    Ok(stop)
-}
-
-/// Environment variable `cml-rl train` sets for its children: its own pid,
-/// so that a child stops when it is re-parented (its supervisor died).
-pub const SUPERVISOR_PID_ENV: &str = "CML_SUPERVISOR_PID";
-
 /// `cml-rl replay --config FILE --shard I`.
 pub fn run_shard(config: &Config, shard: u32) -> anyhow::Result<()> {
-    let key = read_key(config)?;
+    let key = config.read_key()?;
     let shard = ReplayShard::new(shard_config(config, shard, key)?)?;
     let stop = stop_flag()?;
     cml_replay::serve(shard, &stop)?;
@@ -153,7 +68,7 @@ pub struct LoadOptions {
 /// respecting credit; prints a JSON summary (sent, stored, refused, seconds,
 /// unrolls/s, per-shard counts).
 pub fn run_load(config: &Config, options: &LoadOptions) -> anyhow::Result<()> {
-    let key = read_key(config)?;
+    let key = config.read_key()?;
     let all = config.replay_endpoints();
     let endpoints: Vec<String> = match options.shard {
         Some(shard) => vec![all
@@ -164,14 +79,20 @@ pub fn run_load(config: &Config, options: &LoadOptions) -> anyhow::Result<()> {
     };
     let ctx = zmq::Context::new();
     let mut inserter = if let Some(shard) = options.shard {
-        let mut client = InsertClient::connect(&ctx, &key, &socket_options(config), &endpoints[0], shard)?;
+        let mut client = InsertClient::connect(&ctx, &key, &config.transport.socket_options(), &endpoints[0], shard)?;
         client.hello(options.timeout)?;
         ShardedInserter::from_clients(vec![client])?
     } else {
-        ShardedInserter::connect(&ctx, &key, &socket_options(config), &endpoints, options.timeout)?
+        ShardedInserter::connect(
+            &ctx,
+            &key,
+            &config.transport.socket_options(),
+            &endpoints,
+            options.timeout,
+        )?
     };
     let layout = inserter.layout()?;
-    let expected = unroll_layout(config)?;
+    let expected = config.unroll_layout()?;
     if layout != expected {
         anyhow::bail!("shard layout {layout:?} differs from this config's {expected:?}");
     }
@@ -220,10 +141,10 @@ pub fn run_load(config: &Config, options: &LoadOptions) -> anyhow::Result<()> {
 
 /// `cml-rl replay-stats --config FILE`: every shard's stats as JSON lines.
 pub fn print_stats(config: &Config, timeout: Duration) -> anyhow::Result<()> {
-    let key = read_key(config)?;
+    let key = config.read_key()?;
     let ctx = zmq::Context::new();
     let endpoints = config.replay_endpoints();
-    let mut client = ReplayClient::connect(&ctx, &key, &socket_options(config), &endpoints, config.seed)?;
+    let mut client = ReplayClient::connect(&ctx, &key, &config.transport.socket_options(), &endpoints, config.seed)?;
     for shard in 0..endpoints.len() {
         let stats = client.stats(shard, timeout)?;
         println!("{}", serde_json::to_string(&stats)?);

@@ -14,13 +14,11 @@ use anyhow::Context;
 use cml_proto::SharedKey;
 use parking_lot::Mutex;
 
-use crate::config::Config;
-use crate::learner_role::{new_run_dir, print_summary, run_learner, LearnerOptions};
-use crate::replay_role::{stop_flag, SUPERVISOR_PID_ENV};
+use cml_run::plumbing::{stop_flag, KEY_FILE_ENV, SUPERVISOR_PID_ENV};
+use cml_run::LearnerOptions;
 
-/// Environment variable naming the shared key file; it overrides
-/// `transport.key_file` (how `train` hands its key to its children).
-pub const KEY_FILE_ENV: &str = "CML_KEY_FILE";
+use crate::config::Config;
+use crate::learner_role::{new_run_dir, print_summary};
 
 /// Restarts allowed per child before `train` gives up on it ...
 const MAX_RESTARTS: u32 = 5;
@@ -154,6 +152,8 @@ pub fn run_train(config_path: Option<&Path>, resume: Option<&Path>) -> anyhow::R
         }
         (None, None) => anyhow::bail!("train needs a config file or --resume RUN_DIR"),
     };
+    // Before any thread starts.
+    cml_run::plumbing::init_compute_threads(config.learner.cpu_threads);
     // The key: the config's, or one made for this run.
     let key_file = match (&config.transport.key_file, std::env::var_os(KEY_FILE_ENV)) {
         (_, Some(env)) => PathBuf::from(env),
@@ -167,7 +167,6 @@ pub fn run_train(config_path: Option<&Path>, resume: Option<&Path>) -> anyhow::R
         }
     };
     let key_file = std::fs::canonicalize(&key_file).with_context(|| format!("{}", key_file.display()))?;
-    std::env::set_var(KEY_FILE_ENV, &key_file);
     let logs = run_dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let config_arg = run_dir.join("config.toml").to_string_lossy().into_owned();
@@ -197,7 +196,7 @@ pub fn run_train(config_path: Option<&Path>, resume: Option<&Path>) -> anyhow::R
     });
     let supervisor = Arc::new(Mutex::new(Supervisor {
         exe: std::env::current_exe().context("locating the cml-rl executable")?,
-        key_file,
+        key_file: key_file.clone(),
         children,
     }));
     let stop = stop_flag()?;
@@ -232,7 +231,7 @@ pub fn run_train(config_path: Option<&Path>, resume: Option<&Path>) -> anyhow::R
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         launched,
     };
-    let result = run_learner(&config, &options, &stop);
+    let result = crate::learner_role::run(&config, options, Some(&key_file), &stop);
     stop.store(true, Ordering::Relaxed);
     let _ = watcher.join();
     supervisor.lock().stop_all();

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use candle_core::Device;
 use candle_nn::VarMap;
-use cml_learner::broadcast::WeightPublisher;
 use cml_policy::{ActionKind, NetConfig, PolicyNet};
+use cml_proto::weights::WeightPublisher;
 use cml_proto::{ActionLayout, SharedKey, SocketOptions, UnrollLayout};
 use cml_replay::ReplayClient;
 use common::{free_port, setup, spawn};
@@ -80,7 +80,7 @@ fn actor_host_delivers_follows_weights_and_survives_a_shard_restart() {
         )
         .unwrap()
     };
-    let publisher = start_publisher();
+    let mut publisher = start_publisher();
     // Published before the host starts: it must ask for them (late join).
     publisher.publish(1, weights(1));
     let shard_args = ["replay", "--config", config_arg, "--shard", "0"];
@@ -154,7 +154,7 @@ fn actor_host_delivers_follows_weights_and_survives_a_shard_restart() {
     // version 1 again on the same endpoints: the host follows it, though 1
     // is lower than the 2 it has.
     drop(publisher);
-    let publisher = start_publisher();
+    let mut publisher = start_publisher();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         assert!(

@@ -109,3 +109,21 @@ fn train_refuses_a_config_together_with_resume() {
         "{stderr}"
     );
 }
+
+#[test]
+fn huge_durations_on_the_command_line_are_errors_not_panics() {
+    let config = temp_config("durations.toml", "[env]\nid = \"CartPole-v1\"\n");
+    let config = config.to_str().unwrap();
+    for args in [
+        vec!["replay-stats", "--config", config, "--timeout", "1e20"],
+        vec!["rollout", config, "--time-limit", "1e20"],
+    ] {
+        let out = cml_rl(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("at most") && !stderr.contains("panicked"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

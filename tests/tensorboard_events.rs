@@ -1,4 +1,4 @@
-//! Scalars written by `cml_rl::tensorboard::EventWriter` are read back by
+//! Scalars written by `cml_run::tensorboard::EventWriter` are read back by
 //! TensorBoard's own reader (`EventAccumulator`, tests/python/read_tensorboard.py):
 //! same tags, steps and f32 values, wall times in order.
 //!
@@ -9,7 +9,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cml_rl::tensorboard::EventWriter;
+use cml_run::tensorboard::EventWriter;
 
 fn python() -> Option<String> {
     if let Ok(python) = std::env::var("CML_PYTHON") {

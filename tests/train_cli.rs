@@ -158,9 +158,13 @@ fn train_interrupt_resume_and_eval() {
         stderr.contains("already holds a run") && stderr.contains("--resume"),
         "{stderr}"
     );
+    // train.total_frames counts env frames the actors produced (column 1);
+    // frames_consumed (column 5) is what the learner trained on: B·T a step.
     let frames: u64 = after.last().unwrap()[1].parse().unwrap();
+    let consumed: u64 = after.last().unwrap()[5].parse().unwrap();
     let last = checkpoints(&run).last().cloned().unwrap();
-    assert!(steps_of(&last) * 8 * 20 >= 120_000 && frames >= 100_000, "{frames}");
+    assert!(frames >= 120_000, "{frames}");
+    assert_eq!(consumed, steps_of(&last) * 8 * 20);
 
     // Eval the final checkpoint.
     let out = Command::new(bin)
@@ -269,5 +273,60 @@ fn learner_without_data_stops_at_max_seconds() {
     std::io::Read::read_to_string(learner.0.stdout.as_mut().unwrap(), &mut stdout).unwrap();
     assert!(stdout.contains("reached max_seconds = 3"), "{stdout}");
     assert!(started.elapsed() >= Duration::from_secs(3), "stopped early: {stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Prioritized mode samples with replacement, so frames consumed and frames
+/// produced differ; each is counted where it happens, and the replay ratio
+/// is their quotient.
+#[test]
+fn prioritized_mode_counts_produced_and_consumed_frames_apart() {
+    let dir = std::env::temp_dir().join(format!("cml-train-prio-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (wp, wr, rp) = (free_port(), free_port(), free_port());
+    let text = format!(
+        "seed = 3\n[env]\nid = \"CartPole-v1\"\n\
+         [actor]\nworkers = 1\nenvs_per_worker = 16\ninsert_batch = 16\n\
+         [replay]\nmode = \"prioritized\"\ncapacity = 512\nbase_port = {rp}\n\
+         [learner]\nbatch_size = 16\nreport_interval_s = 0.2\n\
+         weights_endpoint = \"tcp://127.0.0.1:{wp}\"\nweights_request_endpoint = \"tcp://127.0.0.1:{wr}\"\n\
+         [train]\ntotal_frames = 40000\nmax_seconds = 120\nruns_dir = \"{}\"\n",
+        dir.join("runs").display()
+    );
+    let config = dir.join("prio.toml");
+    std::fs::write(&config, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cml-rl"))
+        .args(["train", config.to_str().unwrap()])
+        .current_dir(&dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("trained on"), "stopped by total_frames: {stdout}");
+    let run = std::fs::read_dir(dir.join("runs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let all = rows(&run);
+    let header = &all[0];
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("{name}: {header:?}"))
+    };
+    let last = all.last().unwrap();
+    let num = |name: &str| last[col(name)].parse::<f64>().unwrap();
+    let (produced, consumed, steps) = (num("env_frames"), num("frames_consumed"), num("learner_steps"));
+    assert!(produced >= 40_000.0, "{last:?}");
+    assert_eq!(produced % 20.0, 0.0, "whole unrolls of T = 20: {produced}");
+    assert_eq!(consumed, steps * 16.0 * 20.0, "B·T per step");
+    assert_ne!(produced, consumed, "prioritized replay reuses and skips unrolls");
+    assert!((num("replay_ratio") - consumed / produced).abs() < 1e-3, "{last:?}");
+    assert!(num("train_importance_weight_mean") > 0.0 && num("train_importance_weight_mean") <= 1.0);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -12,16 +12,14 @@
 //! memory stays at `pending_chunks` chunks per worker, nothing is dropped on
 //! the host, and the outage is logged once (with its length when it ends).
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cml_envs::Params;
 use cml_policy::NetConfig;
-use cml_proto::envelope::Opener;
-use cml_proto::transport::{connect_dealer, recv_frames};
-use cml_proto::{GetWeights, MessageKind, RejectLog, Sealer, SharedKey, SocketOptions, UnrollLayout, Weights};
+use cml_proto::weights::WeightFollower;
+use cml_proto::{SharedKey, SocketOptions, UnrollLayout};
 use cml_replay::{ShardedInserter, UnrollMessage};
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 use parking_lot::Mutex;
@@ -101,133 +99,6 @@ impl PolicySlot {
 
     fn get(&self) -> Option<Arc<VersionedPolicy>> {
         self.current.lock().clone()
-    }
-}
-
-/// Follows the learner's weights: SUB for broadcasts, DEALER for requests.
-struct WeightFollower {
-    sub: zmq::Socket,
-    request: zmq::Socket,
-    sealer: Sealer,
-    opener: Opener,
-    rejects: RejectLog,
-    frames: Vec<zmq::Message>,
-    last_request: Option<Instant>,
-    /// The publisher id (`Weights::publisher`) of the learner process
-    /// whose weights this host follows.
-    publisher: Option<u64>,
-    /// Publisher ids of replaced learner processes: late messages from them
-    /// are ignored. The newest few are kept.
-    retired: VecDeque<u64>,
-    /// A new learner process was seen and none of its weights taken yet:
-    /// the caller's version does not count.
-    new_publisher: bool,
-}
-
-impl WeightFollower {
-    fn connect(ctx: &zmq::Context, config: &HostConfig) -> Result<WeightFollower, ActorError> {
-        let sub = ctx
-            .socket(zmq::SUB)
-            .map_err(|e| ActorError::Config(format!("{}: {e}", config.weights_endpoint)))?;
-        let setup = |s: &zmq::Socket| -> Result<(), zmq::Error> {
-            s.set_maxmsgsize(config.socket.max_message_bytes as i64)?;
-            s.set_rcvhwm(config.socket.recv_hwm)?;
-            s.set_linger(0)?;
-            s.set_reconnect_ivl(config.socket.reconnect_ms)?;
-            s.set_reconnect_ivl_max(config.socket.reconnect_max_ms)?;
-            s.set_subscribe(b"")?;
-            s.connect(&config.weights_endpoint)
-        };
-        setup(&sub).map_err(|e| ActorError::Config(format!("{}: {e}", config.weights_endpoint)))?;
-        let request = connect_dealer(ctx, &config.socket, &config.weights_request_endpoint)?;
-        Ok(WeightFollower {
-            sub,
-            request,
-            sealer: Sealer::with_random_sender(config.key.clone())?,
-            opener: Opener::new(config.key.clone(), config.socket.max_message_bytes),
-            rejects: RejectLog::new("actor"),
-            frames: Vec::new(),
-            last_request: None,
-            publisher: None,
-            retired: VecDeque::new(),
-            new_publisher: false,
-        })
-    }
-
-    /// Asks for the current weights (at most once per `every`).
-    fn request(&mut self, every: Duration) -> Result<(), ActorError> {
-        if self.last_request.is_some_and(|t| t.elapsed() < every) {
-            return Ok(());
-        }
-        let frames = self.sealer.seal(MessageKind::GetWeights, &GetWeights {}, Vec::new())?;
-        // DONTWAIT: with the learner away the request waits in the queue.
-        let _ = self.request.send_multipart(frames, zmq::DONTWAIT);
-        self.last_request = Some(Instant::now());
-        Ok(())
-    }
-
-    /// The newest authenticated weights that arrived: newer than `have`, or
-    /// any version from a learner process that replaced the one before.
-    fn poll(&mut self, have: u64) -> Option<(u64, Vec<u8>)> {
-        let mut newest: Option<(u64, Vec<u8>)> = None;
-        let mut have = if self.new_publisher { 0 } else { have };
-        for which in 0..2 {
-            loop {
-                let socket = if which == 0 { &self.sub } else { &self.request };
-                match recv_frames(socket, &mut self.frames, 0) {
-                    Ok(true) => {}
-                    Ok(false) | Err(_) => break,
-                }
-                let opened = match self.opener.open(&self.frames) {
-                    Ok(o) => o,
-                    Err(r) => {
-                        self.rejects.record(&r);
-                        continue;
-                    }
-                };
-                if opened.kind != MessageKind::Weights {
-                    continue;
-                }
-                let weights = match opened.body::<Weights>() {
-                    Ok(w) => w,
-                    Err(r) => {
-                        self.rejects.record(&r);
-                        continue;
-                    }
-                };
-                if weights.format != "safetensors" || opened.payload.len() != 1 {
-                    continue;
-                }
-                if self.retired.contains(&weights.publisher) {
-                    continue;
-                }
-                let previous = *self.publisher.get_or_insert(weights.publisher);
-                if previous != weights.publisher {
-                    // A new learner process (a restart, or a resume from an
-                    // older checkpoint): follow its versions from scratch.
-                    tracing::info!(
-                        version = weights.version,
-                        "a new learner process: following its versions"
-                    );
-                    if self.retired.len() == 16 {
-                        self.retired.pop_front();
-                    }
-                    self.retired.push_back(previous);
-                    self.publisher = Some(weights.publisher);
-                    have = 0;
-                    newest = None;
-                    self.new_publisher = true;
-                }
-                let best = newest.as_ref().map_or(have, |n| n.0);
-                if weights.version > best {
-                    newest = Some((weights.version, opened.payload[0].to_vec()));
-                }
-            }
-        }
-        if newest.is_some() {
-            self.new_publisher = false;
-        }
-        newest
     }
 }
 
@@ -372,7 +243,14 @@ fn io_loop(
         actors: config.workers * config.envs_per_worker,
         ..HostReport::default()
     };
-    let mut follower = WeightFollower::connect(&ctx, config)?;
+    let mut follower = WeightFollower::connect(
+        &ctx,
+        &config.key,
+        &config.socket,
+        &config.weights_endpoint,
+        &config.weights_request_endpoint,
+    )
+    .map_err(|e| ActorError::Config(e.to_string()))?;
     let fields = layout.fields();
     let stopped = || stop.load(Ordering::Relaxed) || shared.stop.load(Ordering::Relaxed);
 

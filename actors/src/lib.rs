@@ -7,10 +7,12 @@
 //! - [`sampler`]: action draws from the policy output.
 //! - [`host`]: `ActorHost`, W workers and one I/O thread.
 
+pub mod config;
 pub mod host;
 pub mod sampler;
 pub mod worker;
 
+pub use config::ActorConfig;
 pub use host::{ActorHost, HostConfig, HostReport};
 pub use worker::{layout_for, policy_from_weights, UnrollChunk, VersionedPolicy, Worker, WorkerTimings};
 

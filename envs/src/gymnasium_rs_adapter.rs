@@ -4,8 +4,11 @@
 //! gymnasium-rs returns a fresh `Array1` and an info `HashMap` from every
 //! call, so stepping through this adapter allocates inside the wrapped env
 //! (the adapter itself copies into the caller's buffer and allocates nothing).
-//! Its seeds are `i32`: a seed above `i32::MAX` is an error. Its spaces are
-//! read once, when the adapter is made.
+//! Its seeds are `i32`; our seeds are `u64` (actor seeds carry
+//! `host_id << 32`), so seeds up to `i32::MAX` pass unchanged and larger
+//! ones are mixed into `0..=i32::MAX` ([`gymnasium_rs_seed`]): every u64
+//! seed works, deterministically. Its spaces are read once, when the
+//! adapter is made.
 
 use gymnasium_rs::core::{Env as GymEnv, Space as GymSpace};
 use ndarray::Array1;
@@ -91,6 +94,22 @@ impl<E: GymEnv<Array1<f32>, i32>> GymnasiumRsEnv<E> {
     }
 }
 
+/// A u64 seed as the i32 gymnasium-rs takes: unchanged up to `i32::MAX`,
+/// else SplitMix64's finalizer of the seed folded into `0..=i32::MAX` (so
+/// seeds that differ only above bit 31, such as two hosts' actor seeds,
+/// still differ).
+pub fn gymnasium_rs_seed(seed: u64) -> i32 {
+    if let Ok(small) = i32::try_from(seed) {
+        return small;
+    }
+    let mut z = seed;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    // 31 bits: always a valid non-negative i32.
+    (z & 0x7fff_ffff) as i32
+}
+
 impl<E: GymEnv<Array1<f32>, i32> + Send> Env for GymnasiumRsEnv<E> {
     fn observation_space(&self) -> &Space {
         &self.observation_space
@@ -102,13 +121,7 @@ impl<E: GymEnv<Array1<f32>, i32> + Send> Env for GymnasiumRsEnv<E> {
 
     fn reset(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Result<(), EnvError> {
         check_observation_buffer(&self.name, &self.observation_space, obs)?;
-        let seed = match seed {
-            None => None,
-            Some(s) => Some(i32::try_from(s).map_err(|_| EnvError::Other {
-                env: self.name.clone(),
-                message: format!("gymnasium-rs seeds are i32; seed {s} is too large"),
-            })?),
-        };
+        let seed = seed.map(gymnasium_rs_seed);
         let (value, _info) = self.env.reset(seed, Default::default());
         self.copy_obs(&value, obs)
     }
@@ -174,8 +187,17 @@ mod tests {
         // Bad input is refused by the adapter, not passed on.
         let err = env.step(Action::Discrete(2), &mut obs).unwrap_err();
         assert!(err.to_string().contains("gymnasium-rs/CartPole-v1: action 2"), "{err}");
-        let err = env.reset(Some(u64::MAX), &mut obs).unwrap_err();
-        assert!(err.to_string().contains("i32"), "{err}");
+        // Seeds above i32::MAX (host_id << 32 | index) work, deterministically.
+        let host1 = (1u64 << 32) | 5;
+        env.reset(Some(host1), &mut obs).expect("a seed above i32::MAX");
+        env.reset(Some(host1), &mut again).expect("reset");
+        assert_eq!(obs, again, "same big seed, same start");
+        env.reset(Some(u64::MAX), &mut obs).expect("u64::MAX");
+        assert_eq!(gymnasium_rs_seed(7), 7);
+        let seeds: std::collections::HashSet<i32> = (0..4u64)
+            .flat_map(|h| (0..64u64).map(move |i| gymnasium_rs_seed(h << 32 | i)))
+            .collect();
+        assert_eq!(seeds.len(), 256, "hosts' actor seeds stay distinct");
 
         // And it runs in a vector with autoreset.
         let mut venv = VecEnv::make(id, &Params::new(), 8).expect("vector");

@@ -1,7 +1,9 @@
-//! Crash-safe checkpoints: one safetensors file per checkpoint holding the
-//! parameters (`param/<name>`), the optimizer state (`optim/<name>`) and a
-//! JSON manifest in the safetensors metadata (`manifest`: format version,
-//! learner steps, env frames, config fingerprint).
+//! Crash-safe checkpoints of any [`Algorithm`]: one safetensors file per
+//! checkpoint holding the algorithm's state under the names it gives them
+//! (IMPALA: parameters as `param/<name>`, optimizer state as
+//! `optim/<name>`) and a JSON manifest in the safetensors metadata
+//! (`manifest`: format version, algorithm, learner steps, frame counters,
+//! config fingerprint).
 //!
 //! Written atomically (temporary file, fsync, rename, fsync of the folder),
 //! so a crash leaves either the old set or the new file complete; the oldest
@@ -15,7 +17,8 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::learner::{Learner, LearnerError, Result};
+use crate::algorithm::Algorithm;
+use crate::learner::{LearnerError, Result};
 
 /// Bumped whenever the file layout changes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -26,8 +29,19 @@ const SUFFIX: &str = ".safetensors";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format_version: u32,
+    /// [`Algorithm::name`] of what wrote it; files from before this field
+    /// were all IMPALA's.
+    #[serde(default = "impala")]
+    pub algorithm: String,
     pub learner_steps: u64,
+    /// Env frames the actors produced (counted from the shards' inserts).
+    /// In files written before `frames_consumed` existed this was the
+    /// frames the learner trained on.
     pub env_frames: u64,
+    /// Frames the learner trained on (B·T per step); `None` in older files,
+    /// where `env_frames` holds that number.
+    #[serde(default)]
+    pub frames_consumed: Option<u64>,
     /// [`config_fingerprint`] of the config the run was started with.
     pub config_fingerprint: String,
     /// The run's own counters (episodes finished, milliseconds trained), so
@@ -37,8 +51,22 @@ pub struct Manifest {
     pub run: RunCounters,
 }
 
-/// Counters the learner's caller keeps beside the learner's own steps and
-/// frames, saved with each checkpoint.
+fn impala() -> String {
+    "impala".to_string()
+}
+
+/// The learner loop's counters, saved with each checkpoint (the algorithm
+/// keeps only its own step count).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Env frames the actors produced.
+    pub env_frames: u64,
+    /// Frames the learner trained on.
+    pub frames_consumed: u64,
+    pub run: RunCounters,
+}
+
+/// Counters of the run as a whole, saved with each checkpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunCounters {
     /// Episodes finished by the actors.
@@ -62,8 +90,19 @@ pub fn config_fingerprint(config_text: &str) -> String {
 pub struct LoadedCheckpoint {
     pub path: PathBuf,
     pub manifest: Manifest,
-    /// Parameters and optimizer state by name.
+    /// The algorithm's state by the names [`Algorithm::state`] gave them.
     pub tensors: HashMap<String, Tensor>,
+}
+
+impl LoadedCheckpoint {
+    /// The loop's counters as saved.
+    pub fn counters(&self) -> Counters {
+        Counters {
+            env_frames: self.manifest.env_frames,
+            frames_consumed: self.manifest.frames_consumed.unwrap_or(self.manifest.env_frames),
+            run: self.manifest.run,
+        }
+    }
 }
 
 fn err(path: &Path, reason: impl Into<String>) -> LearnerError {
@@ -108,33 +147,30 @@ impl Checkpointer {
         Ok(self.list()?.pop())
     }
 
-    /// Saves `learner` atomically and prunes old checkpoints.
-    pub fn save(&self, learner: &Learner, config_fingerprint: &str) -> Result<PathBuf> {
-        self.save_with(learner, config_fingerprint, RunCounters::default())
-    }
-
-    /// [`Checkpointer::save`], with the caller's counters in the manifest.
-    pub fn save_with(&self, learner: &Learner, config_fingerprint: &str, run: RunCounters) -> Result<PathBuf> {
+    /// Saves `algorithm` with `counters` atomically and prunes old
+    /// checkpoints.
+    pub fn save(&self, algorithm: &dyn Algorithm, config_fingerprint: &str, counters: Counters) -> Result<PathBuf> {
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
-            learner_steps: learner.steps(),
-            env_frames: learner.frames(),
+            algorithm: algorithm.name().to_string(),
+            learner_steps: algorithm.steps(),
+            env_frames: counters.env_frames,
+            frames_consumed: Some(counters.frames_consumed),
             config_fingerprint: config_fingerprint.to_string(),
-            run,
+            run: counters.run,
         };
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
-        for (name, t) in learner.parameters() {
-            tensors.insert(format!("param/{name}"), t.to_device(&Device::Cpu)?);
-        }
-        for (name, t) in learner.optimizer_state()? {
-            tensors.insert(format!("optim/{name}"), t.to_device(&Device::Cpu)?);
+        for (name, t) in algorithm.state()? {
+            if tensors.insert(name.clone(), t.to_device(&Device::Cpu)?).is_some() {
+                return Err(err(&self.dir, format!("the algorithm names two tensors `{name}`")));
+            }
         }
         let meta_json = serde_json::to_string(&manifest).map_err(|e| err(&self.dir, e.to_string()))?;
         let metadata = HashMap::from([("manifest".to_string(), meta_json)]);
         let bytes = safetensors::serialize(&tensors, Some(metadata)).map_err(|e| err(&self.dir, e.to_string()))?;
 
-        let final_path = self.dir.join(format!("{PREFIX}{:012}{SUFFIX}", learner.steps()));
-        let tmp_path = self.dir.join(format!(".{PREFIX}{:012}.tmp", learner.steps()));
+        let final_path = self.dir.join(format!("{PREFIX}{:012}{SUFFIX}", algorithm.steps()));
+        let tmp_path = self.dir.join(format!(".{PREFIX}{:012}.tmp", algorithm.steps()));
         let write = || -> std::io::Result<()> {
             let mut f = fs::File::create(&tmp_path)?;
             f.write_all(&bytes)?;
@@ -185,31 +221,31 @@ impl Checkpointer {
         }
         let raw = candle_core::safetensors::load_buffer(&bytes, device)
             .map_err(|e| err(path, format!("truncated or corrupt tensors: {e}")))?;
-        let tensors = raw
-            .into_iter()
-            .map(|(k, v)| {
-                let name = k
-                    .strip_prefix("param/")
-                    .or_else(|| k.strip_prefix("optim/"))
-                    .unwrap_or(&k)
-                    .to_string();
-                (name, v)
-            })
-            .collect();
         Ok(LoadedCheckpoint {
             path: path.to_path_buf(),
             manifest,
-            tensors,
+            tensors: raw.into_iter().collect(),
         })
     }
 
-    /// Restores `learner` from `checkpoint`; refuses a checkpoint of another
-    /// config unless `expected_fingerprint` is `None`.
+    /// Restores `algorithm` from `checkpoint`; refuses a checkpoint of
+    /// another algorithm, or of another config unless
+    /// `expected_fingerprint` is `None`.
     pub fn restore(
-        learner: &mut Learner,
+        algorithm: &mut dyn Algorithm,
         checkpoint: &LoadedCheckpoint,
         expected_fingerprint: Option<&str>,
     ) -> Result<()> {
+        if checkpoint.manifest.algorithm != algorithm.name() {
+            return Err(err(
+                &checkpoint.path,
+                format!(
+                    "written by algorithm {:?}, this run's is {:?}",
+                    checkpoint.manifest.algorithm,
+                    algorithm.name()
+                ),
+            ));
+        }
         if let Some(expected) = expected_fingerprint {
             if checkpoint.manifest.config_fingerprint != expected {
                 return Err(err(
@@ -221,12 +257,8 @@ impl Checkpointer {
                 ));
             }
         }
-        learner
-            .restore(
-                &checkpoint.tensors,
-                checkpoint.manifest.learner_steps,
-                checkpoint.manifest.env_frames,
-            )
+        algorithm
+            .restore(&checkpoint.tensors, checkpoint.manifest.learner_steps)
             .map_err(|e| err(&checkpoint.path, e.to_string()))
     }
 }

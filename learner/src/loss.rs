@@ -119,6 +119,9 @@ pub struct LossInputs<'a> {
     pub rewards: Tensor,
     /// γ_t: 0 where the episode ended at t, `discount` elsewhere.
     pub discounts: Tensor,
+    /// w_b: one importance-sampling weight per unroll, `[B]` (prioritized
+    /// replay); `None` weighs every unroll 1.
+    pub importance_weights: Option<&'a Tensor>,
 }
 
 /// The loss and what it was made of.
@@ -175,6 +178,13 @@ fn scalar(t: &Tensor) -> candle_core::Result<f32> {
 
 /// IMPALA's loss: policy gradient + baseline_cost · baseline − entropy_cost ·
 /// entropy, all sums over `[T, B]` (see the module doc).
+///
+/// With importance weights w_b (one per unroll b, from prioritized replay),
+/// every term of unroll b is scaled by w_b, as PER scales each sample's loss:
+/// L = Σ_b w_b [ −Σ_t A^pg_{t,b} log π(a_{t,b}) + baseline_cost · ½ Σ_t (v_{s,t,b} − V(x_{t,b}))²
+///              − entropy_cost · Σ_t H(π(·|x_{t,b})) ].
+/// V-trace targets and advantages themselves are not weighted. The reported
+/// `policy_loss`, `baseline_loss` and `entropy` are the weighted terms.
 pub fn impala_loss(inputs: LossInputs<'_>, config: &LossConfig) -> Result<LossOutput, vtrace::VTraceError> {
     let LossInputs {
         target_action_log_probs,
@@ -184,6 +194,7 @@ pub fn impala_loss(inputs: LossInputs<'_>, config: &LossConfig) -> Result<LossOu
         bootstrap_value,
         rewards,
         discounts,
+        importance_weights,
     } = inputs;
     let vt = vtrace::from_log_probs(
         behaviour_action_log_probs,
@@ -196,13 +207,22 @@ pub fn impala_loss(inputs: LossInputs<'_>, config: &LossConfig) -> Result<LossOu
         config.clip_pg_rho_threshold,
         config.lambda,
     )?;
-    // Policy gradient: −Σ A_t^{pg} log π(a_t | x_t), advantages detached.
-    let policy_loss = (&vt.pg_advantages * &target_action_log_probs)?.sum_all()?.neg()?;
-    // Baseline: ½ Σ (v_s − V(x_t))².
+    // w_b broadcast over T: [1, B] against [T, B].
+    let weigh = |x: Tensor| -> candle_core::Result<Tensor> {
+        match importance_weights {
+            Some(w) => x.broadcast_mul(&w.to_dtype(x.dtype())?.unsqueeze(0)?),
+            None => Ok(x),
+        }
+    };
+    // Policy gradient: −Σ w_b A_t^{pg} log π(a_t | x_t), advantages detached.
+    let policy_loss = weigh((&vt.pg_advantages * &target_action_log_probs)?)?
+        .sum_all()?
+        .neg()?;
+    // Baseline: ½ Σ w_b (v_s − V(x_t))².
     let advantages = (&vt.vs - &values)?;
-    let baseline_loss = (advantages.sqr()?.sum_all()? * 0.5)?;
-    // Entropy bonus: −Σ H(π(· | x_t)).
-    let entropy_loss = entropy.sum_all()?.neg()?;
+    let baseline_loss = (weigh(advantages.sqr()?)?.sum_all()? * 0.5)?;
+    // Entropy bonus: −Σ w_b H(π(· | x_t)).
+    let entropy_loss = weigh(entropy)?.sum_all()?.neg()?;
     let total = ((&policy_loss + (&baseline_loss * f64::from(config.baseline_cost))?)?
         + (&entropy_loss * f64::from(config.entropy_cost))?)?;
 
@@ -322,6 +342,7 @@ mod tests {
                 bootstrap_value: boot,
                 rewards,
                 discounts,
+                importance_weights: None,
             },
             &cfg,
         )
@@ -339,5 +360,58 @@ mod tests {
         assert!((out.mean_rho - 1.0).abs() < 1e-6 && out.rho_clipped_fraction == 0.0);
         assert_eq!(out.priorities.len(), 1);
         assert!((f64::from(out.priorities[0]) - (2.88 + 1.2) / 2.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn importance_weights_scale_each_unrolls_gradient() {
+        use candle_core::Var;
+        // T = 2, B = 3, off-policy so every V-trace term is active.
+        let logp = Var::from_tensor(&t2(&[&[-0.5, -1.2, -0.1], &[-1.0, -0.3, -2.0]])).unwrap();
+        let behaviour = t2(&[&[-0.7, -1.0, -0.4], &[-0.9, -0.6, -1.5]]);
+        let values = Var::from_tensor(&t2(&[&[1.0, -0.5, 0.2], &[2.0, 0.3, -1.0]])).unwrap();
+        let entropy = Var::from_tensor(&t2(&[&[0.6, 0.5, 0.9], &[0.4, 0.7, 0.2]])).unwrap();
+        let boot = Tensor::new(&[3.0f32, 1.0, -2.0], &Device::Cpu).unwrap();
+        let rewards = t2(&[&[1.0, 0.0, -1.0], &[0.5, 2.0, 0.0]]);
+        let discounts = t2(&[&[0.9, 0.0, 0.9], &[0.9, 0.9, 0.9]]);
+        let cfg = LossConfig {
+            entropy_cost: 0.1,
+            ..Default::default()
+        };
+        let grads = |w: Option<&Tensor>| {
+            let out = impala_loss(
+                LossInputs {
+                    target_action_log_probs: logp.as_tensor().clone(),
+                    behaviour_action_log_probs: &behaviour,
+                    entropy: entropy.as_tensor().clone(),
+                    values: values.as_tensor().clone(),
+                    bootstrap_value: boot.clone(),
+                    rewards: rewards.clone(),
+                    discounts: discounts.clone(),
+                    importance_weights: w,
+                },
+                &cfg,
+            )
+            .unwrap();
+            let g = out.total.backward().unwrap();
+            [&logp, &values, &entropy].map(|v| g.get(v).unwrap().to_vec2::<f32>().unwrap())
+        };
+        let w = [0.25f32, 2.0, 0.0];
+        let weighted = grads(Some(&Tensor::new(&w, &Device::Cpu).unwrap()));
+        let plain = grads(None);
+        let ones = grads(Some(&Tensor::new(&[1.0f32; 3], &Device::Cpu).unwrap()));
+        for (k, (gw, gp)) in weighted.iter().zip(&plain).enumerate() {
+            for t in 0..2 {
+                for b in 0..3 {
+                    let want = w[b] * gp[t][b];
+                    assert!(
+                        (gw[t][b] - want).abs() < 1e-5,
+                        "input {k} [{t}, {b}]: {} vs {want}",
+                        gw[t][b]
+                    );
+                    assert_eq!(ones[k][t][b], gp[t][b], "weights of 1 change nothing");
+                }
+            }
+            assert!(gp.iter().flatten().any(|g| g.abs() > 1e-3), "input {k} has a gradient");
+        }
     }
 }

@@ -66,20 +66,22 @@ fn set_from(var: &Var, values: Vec<f32>) -> Result<()> {
 /// (TensorFlow's RMSPropOptimizer puts ε inside the square root and starts
 /// v at 1; with ε = 0.01 the two differ mostly in the first steps.)
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RmsPropConfig {
     pub lr: f64,
-    #[serde(default = "default_rms_decay")]
     pub decay: f64,
-    #[serde(default = "default_rms_eps")]
     pub epsilon: f64,
 }
 
-fn default_rms_decay() -> f64 {
-    0.99
-}
-fn default_rms_eps() -> f64 {
-    0.01
+/// IMPALA's settings: lr 6e-4, decay 0.99, ε 0.01 (the only place they are written).
+impl Default for RmsPropConfig {
+    fn default() -> Self {
+        RmsPropConfig {
+            lr: 6e-4,
+            decay: 0.99,
+            epsilon: 0.01,
+        }
+    }
 }
 
 pub struct RmsProp {
@@ -162,25 +164,24 @@ impl OptimizerState for RmsProp {
 /// Adam (Kingma & Ba), bias-corrected:
 /// m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; θ ← θ − lr · m̂ / (√v̂ + ε).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct AdamConfig {
     pub lr: f64,
-    #[serde(default = "default_beta1")]
     pub beta1: f64,
-    #[serde(default = "default_beta2")]
     pub beta2: f64,
-    #[serde(default = "default_adam_eps")]
     pub epsilon: f64,
 }
 
-fn default_beta1() -> f64 {
-    0.9
-}
-fn default_beta2() -> f64 {
-    0.999
-}
-fn default_adam_eps() -> f64 {
-    1e-8
+/// Kingma & Ba's settings: lr 1e-3, β₁ 0.9, β₂ 0.999, ε 1e-8 (the only place they are written).
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+        }
+    }
 }
 
 pub struct Adam {

@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor, D};
 use cml_learner::optim::RmsPropConfig;
-use cml_learner::{Learner, LearnerConfig, OptimizerConfig, UnrollBatch};
+use cml_learner::{ImpalaLearner, LearnerConfig, OptimizerConfig, UnrollBatch};
 use cml_policy::{ActionKind, NetConfig, PolicyParams};
 
 const T: usize = 5;
 const B: usize = 16;
 
-fn prob_of_arm_1(learner: &Learner) -> f32 {
+fn prob_of_arm_1(learner: &ImpalaLearner) -> f32 {
     let obs = Tensor::ones((1, 1), candle_core::DType::F32, &Device::Cpu).unwrap();
     let out = learner.net().forward(&obs).unwrap();
     let PolicyParams::Logits(logits) = out.policy else {
@@ -37,7 +37,7 @@ fn learner_finds_the_better_arm() {
         hidden: vec![16],
         ..Default::default()
     };
-    let mut learner = Learner::new(1, ActionKind::Categorical(2), &net, config).unwrap();
+    let mut learner = ImpalaLearner::new(1, ActionKind::Categorical(2), &net, config).unwrap();
     let start_p = prob_of_arm_1(&learner);
     let mut rng: u64 = 0x1234_5678_9abc_def1;
     let mut uniform = move || {
@@ -71,6 +71,7 @@ fn learner_finds_the_better_arm() {
             terminated: Tensor::ones((T, B), candle_core::DType::F32, &Device::Cpu).unwrap(),
             truncated: Tensor::zeros((T, B), candle_core::DType::F32, &Device::Cpu).unwrap(),
             final_observations: None,
+            importance_weights: None,
         };
         let report = learner.step(&batch).unwrap();
         assert_eq!(report.priorities.len(), B);

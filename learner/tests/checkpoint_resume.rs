@@ -4,9 +4,9 @@
 mod common;
 
 use candle_core::Device;
-use cml_learner::checkpoint::{config_fingerprint, Checkpointer};
+use cml_learner::checkpoint::{config_fingerprint, Checkpointer, Counters};
 use cml_learner::optim::{AdamConfig, RmsPropConfig};
-use cml_learner::{Learner, LearnerConfig, OptimizerConfig};
+use cml_learner::{ImpalaLearner, LearnerConfig, OptimizerConfig};
 use cml_policy::{ActionKind, NetConfig};
 use common::synthetic_batch;
 
@@ -16,17 +16,17 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
-fn learner(seed: u64, optimizer: OptimizerConfig) -> Learner {
+fn learner(seed: u64, optimizer: OptimizerConfig) -> ImpalaLearner {
     let config = LearnerConfig {
         seed,
         optimizer,
         total_frames: 20_000,
         ..Default::default()
     };
-    Learner::new(4, ActionKind::Categorical(2), &NetConfig::default(), config).expect("learner")
+    ImpalaLearner::new(4, ActionKind::Categorical(2), &NetConfig::default(), config).expect("learner")
 }
 
-fn params(l: &Learner) -> Vec<(String, Vec<f32>)> {
+fn params(l: &ImpalaLearner) -> Vec<(String, Vec<f32>)> {
     l.parameters()
         .into_iter()
         .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
@@ -49,12 +49,19 @@ fn resume_is_exact(optimizer: OptimizerConfig, tag: &str) {
     for batch in &batches[..5] {
         b.step(batch).unwrap();
     }
-    let path = ck.save(&b, &fp).unwrap();
+    let counters = Counters {
+        env_frames: 5 * 20 * 8,
+        frames_consumed: b.frames(),
+        ..Default::default()
+    };
+    let path = ck.save(&b, &fp, counters).unwrap();
     drop(b);
     let mut c = learner(99, optimizer);
     let loaded = Checkpointer::load(&path, &Device::Cpu).unwrap();
     assert_eq!(loaded.manifest.learner_steps, 5);
     assert_eq!(loaded.manifest.env_frames, 5 * 20 * 8);
+    assert_eq!(loaded.counters(), counters);
+    assert_eq!(loaded.manifest.algorithm, "impala");
     Checkpointer::restore(&mut c, &loaded, Some(&fp)).unwrap();
     for batch in &batches[5..] {
         c.step(batch).unwrap();
@@ -98,7 +105,7 @@ fn keeps_the_last_k_and_refuses_corrupt_files() {
     let mut saved = Vec::new();
     for i in 0..4 {
         l.step(&synthetic_batch(i, 5, 4, 4, 2)).unwrap();
-        saved.push(ck.save(&l, &fp).unwrap());
+        saved.push(ck.save(&l, &fp, Counters::default()).unwrap());
     }
     assert_eq!(ck.list().unwrap(), saved[2..].to_vec(), "only the newest two remain");
 

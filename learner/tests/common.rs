@@ -31,5 +31,6 @@ pub fn synthetic_batch(seed: u64, t: usize, b: usize, obs_dim: usize, actions: u
         terminated: Tensor::from_vec(terminated, (t, b), &dev).unwrap(),
         truncated: Tensor::from_vec(truncated, (t, b), &dev).unwrap(),
         final_observations: Some(Tensor::from_vec(final_obs, (t, b, obs_dim), &dev).unwrap()),
+        importance_weights: None,
     }
 }

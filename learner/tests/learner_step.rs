@@ -4,11 +4,11 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use cml_learner::{Learner, LearnerConfig, LearnerError};
+use cml_learner::{ImpalaLearner, LearnerConfig, LearnerError};
 use cml_policy::{ActionKind, NetConfig};
 use common::synthetic_batch;
 
-fn params(l: &Learner) -> Vec<Vec<f32>> {
+fn params(l: &ImpalaLearner) -> Vec<Vec<f32>> {
     l.parameters()
         .into_iter()
         .map(|(_, t)| t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
@@ -17,7 +17,7 @@ fn params(l: &Learner) -> Vec<Vec<f32>> {
 
 #[test]
 fn discrete_step_reports_metrics_and_priorities() {
-    let mut l = Learner::new(
+    let mut l = ImpalaLearner::new(
         4,
         ActionKind::Categorical(2),
         &NetConfig::default(),
@@ -38,7 +38,7 @@ fn discrete_step_reports_metrics_and_priorities() {
 fn continuous_step_trains_the_gaussian_head() {
     let (t, b, a) = (10, 4, 2);
     let dev = Device::Cpu;
-    let mut l = Learner::new(
+    let mut l = ImpalaLearner::new(
         3,
         ActionKind::Gaussian(a),
         &NetConfig::default(),
@@ -53,6 +53,7 @@ fn continuous_step_trains_the_gaussian_head() {
         terminated: Tensor::zeros((t, b), DType::F32, &dev).unwrap(),
         truncated: Tensor::zeros((t, b), DType::F32, &dev).unwrap(),
         final_observations: None,
+        importance_weights: None,
     };
     let before = params(&l);
     let r = l.step(&batch).unwrap();
@@ -66,7 +67,7 @@ fn continuous_step_trains_the_gaussian_head() {
 
 #[test]
 fn bad_batches_are_refused_and_change_nothing() {
-    let mut l = Learner::new(
+    let mut l = ImpalaLearner::new(
         4,
         ActionKind::Categorical(2),
         &NetConfig::default(),

@@ -52,6 +52,19 @@ pub struct NetConfig {
     pub initial_log_std: f32,
 }
 
+impl NetConfig {
+    /// `"key: reason"` for the first bad value (`[model]`).
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.hidden.contains(&0) {
+            return Err("hidden: layer sizes must be at least 1".to_string());
+        }
+        if !(self.initial_log_std.is_finite() && self.initial_log_std.abs() <= 20.0) {
+            return Err("initial_log_std: must be a number in [-20, 20]".to_string());
+        }
+        Ok(())
+    }
+}
+
 fn default_hidden() -> Vec<usize> {
     vec![64, 64]
 }

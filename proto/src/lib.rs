@@ -13,7 +13,9 @@
 //! - [`transport`]: ZeroMQ sockets with size limits, high-water marks,
 //!   heartbeats.
 //! - [`reject`]: refusal reasons, counters and rate-limited logging.
+//! - [`weights`]: the weight protocol's two halves, publisher and follower.
 
+pub mod config;
 pub mod envelope;
 pub mod key;
 pub mod messages;
@@ -21,6 +23,7 @@ pub mod reject;
 pub mod tensor;
 pub mod transport;
 pub mod unroll;
+pub mod weights;
 
 pub use envelope::{mac, Opened, Opener, Sealer, MAC_LEN, MAX_FRAMES};
 pub use key::SharedKey;

@@ -178,6 +178,10 @@ pub struct Batch {
     /// Episodes reported by actors since the last `batch` from this shard.
     pub episodes: Vec<Episode>,
     pub tensors: Vec<TensorSpec>,
+    /// Unrolls this shard incarnation has accepted since it started (the
+    /// learner counts env frames produced from it); 0 from older shards.
+    #[serde(default)]
+    pub inserted: u64,
 }
 
 /// Body of `priorities`.

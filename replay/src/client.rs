@@ -476,6 +476,8 @@ struct ShardLink {
     layout: Option<UnrollLayout>,
     /// The shard process the last batch came from (keys belong to it).
     incarnation: Option<u64>,
+    /// `Batch::inserted` of the last batch from `incarnation`.
+    inserted: u64,
 }
 
 /// Sampled unrolls from all shards, with importance weights.
@@ -499,9 +501,24 @@ pub struct SampledBatch {
     pub replay_size: u64,
 }
 
+/// How the learner's client counts the unrolls the shards accepted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InsertCounting {
+    /// Everything each shard incarnation accepted since it started (a fresh
+    /// run: the shards started with it).
+    #[default]
+    FromShardStart,
+    /// Only what shards accept after the client first hears from them (a
+    /// resumed run, whose earlier inserts are in its checkpoint).
+    FromFirstReply,
+}
+
 /// The learner's connection to every shard.
 pub struct ReplayClient {
     links: Vec<ShardLink>,
+    /// Unrolls the shards accepted, counted as `counting` says.
+    inserted_unrolls: u64,
+    counting: InsertCounting,
     sealer: Sealer,
     opener: Opener,
     rejects: RejectLog,
@@ -530,10 +547,16 @@ impl ReplayClient {
                     min_priority: f64::INFINITY,
                     layout: None,
                     incarnation: None,
+                    inserted: 0,
                 })
             })
             .collect::<Result<Vec<_>, ClientError>>()?;
+        if links.is_empty() {
+            return Err(ClientError::Usage("no shard endpoints: give at least one".into()));
+        }
         Ok(ReplayClient {
+            inserted_unrolls: 0,
+            counting: InsertCounting::default(),
             links,
             sealer: Sealer::with_random_sender(key.clone())?,
             opener: Opener::new(key.clone(), options.max_message_bytes),
@@ -546,6 +569,19 @@ impl ReplayClient {
 
     pub fn shards(&self) -> usize {
         self.links.len()
+    }
+
+    /// Sets how [`ReplayClient::inserted_unrolls`] counts; call it before
+    /// the first sample.
+    pub fn set_insert_counting(&mut self, counting: InsertCounting) {
+        self.counting = counting;
+    }
+
+    /// Unrolls the shards have accepted (the actors' production), from the
+    /// `inserted` totals in their batch replies: each shard's count is as of
+    /// its last reply.
+    pub fn inserted_unrolls(&self) -> u64 {
+        self.inserted_unrolls
     }
 
     /// Sends a request; returns its seq (an `error` reply names it).
@@ -706,6 +742,16 @@ impl ReplayClient {
                     self.recv::<Batch>(shard, MessageKind::Batch, seqs[shard], deadline, "batch", timeout)?;
                 if batch.request_id == request_id {
                     let link = &mut self.links[shard];
+                    let since = match link.incarnation {
+                        Some(i) if i == batch.incarnation => link.inserted,
+                        // The first reply of this client: count from the
+                        // shard's start, or from now.
+                        None if self.counting == InsertCounting::FromFirstReply => batch.inserted,
+                        // A shard process that (re)started counts from 0.
+                        _ => 0,
+                    };
+                    self.inserted_unrolls += batch.inserted.saturating_sub(since);
+                    link.inserted = batch.inserted;
                     link.incarnation = Some(batch.incarnation);
                     link.size = batch.size;
                     link.total_priority = batch.total_priority;

@@ -40,8 +40,10 @@ pub const MAX_CAPACITY: usize = 1 << 32;
 /// of up to [`MAX_CAPACITY`] items finite.
 pub const MAX_STORED_PRIORITY: f64 = 1e200;
 
-/// How [`ReplayIndex::sample`] picks items.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How [`ReplayIndex::sample`] picks items (`replay.mode` in a config:
+/// `"prioritized"`, `"uniform"`, `"queue"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SamplingMode {
     /// Proportional to `max(p, epsilon)^alpha`, with replacement.
     Prioritized,

@@ -14,10 +14,13 @@ pub use index::{
 pub use sum_tree::{MinTree, SumTree};
 
 pub mod client;
+pub mod config;
 pub mod shard;
 pub mod synthetic;
 
 pub use client::{
-    ClientError, InsertClient, InsertProgress, ReplayClient, SampledBatch, ShardedInserter, UnrollMessage,
+    ClientError, InsertClient, InsertCounting, InsertProgress, ReplayClient, SampledBatch, ShardedInserter,
+    UnrollMessage,
 };
+pub use config::ReplayConfig;
 pub use shard::{serve, ReplayShard, ShardConfig, ShardError};

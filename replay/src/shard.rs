@@ -534,6 +534,7 @@ impl ReplayShard {
             min_priority: 0.0,
             episodes: Vec::new(),
             tensors: self.config.layout.tensor_specs(sampled.len()),
+            inserted: self.inserted_total,
         };
         let cap = self.config.index.max_samples_per_item;
         for s in &sampled {

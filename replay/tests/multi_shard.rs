@@ -115,6 +115,15 @@ fn two_shards_sample_like_one_buffer() {
         }
     }
     assert_eq!(sizes, per_shard);
+    // Frames produced come from the shards' accepted inserts, not from what
+    // the learner samples: sampling with replacement consumes more than was
+    // produced, and the count of inserts does not move.
+    let mut consumed = 0usize;
+    for _ in 0..10 {
+        consumed += learner.sample(400, 0.4, timeout).unwrap().count;
+    }
+    assert_eq!(consumed, 4000);
+    assert_eq!(learner.inserted_unrolls(), 2000, "every accepted unroll, counted once");
 
     // Every item of shard 1 gets priority 3, shard 0 stays at 1.
     let keys: Vec<u64> = (0..per_shard[1]).collect();
@@ -152,4 +161,44 @@ fn two_shards_sample_like_one_buffer() {
         (share - expected_share).abs() < 0.025,
         "shard 1 share {share:.3}, expected {expected_share:.3}"
     );
+}
+
+#[test]
+fn a_client_without_endpoints_is_an_error() {
+    let ctx = zmq::Context::new();
+    let e = ReplayClient::connect(&ctx, &key(), &SocketOptions::default(), &[], 0)
+        .err()
+        .expect("no endpoints refused");
+    assert!(e.to_string().contains("no shard endpoints"), "{e}");
+}
+
+#[test]
+fn a_resumed_learner_counts_only_new_inserts() {
+    let endpoints = vec![endpoint()];
+    let _served = start(&endpoints);
+    let ctx = zmq::Context::new();
+    let options = SocketOptions::default();
+    let timeout = Duration::from_secs(10);
+    let mut inserter = ShardedInserter::connect(&ctx, &key(), &options, &endpoints, timeout).unwrap();
+    let mut learner = ReplayClient::connect(&ctx, &key(), &options, &endpoints, 3).unwrap();
+    learner.set_insert_counting(cml_replay::InsertCounting::FromFirstReply);
+    learner.hello(timeout).unwrap();
+    let wait_for = |learner: &mut ReplayClient, size: u64| {
+        let deadline = std::time::Instant::now() + timeout;
+        while learner.stats(0, timeout).unwrap().size < size {
+            assert!(std::time::Instant::now() < deadline, "inserts not stored");
+        }
+    };
+    inserter.send(synthetic_unrolls(&layout(), 1, 0, 30), timeout).unwrap();
+    wait_for(&mut learner, 30);
+    learner.sample(10, 1.0, timeout).unwrap();
+    assert_eq!(
+        learner.inserted_unrolls(),
+        0,
+        "inserts before the first reply are the checkpoint's"
+    );
+    inserter.send(synthetic_unrolls(&layout(), 1, 30, 20), timeout).unwrap();
+    wait_for(&mut learner, 50);
+    learner.sample(10, 1.0, timeout).unwrap();
+    assert_eq!(learner.inserted_unrolls(), 20);
 }

@@ -1,0 +1,159 @@
+//! `[learner]` and `[train]`: the learner role's settings, defaults and
+//! checks. `[learner.optimizer]` and `[learner.loss]` belong to
+//! `cml-learner`, which owns their defaults and checks. Errors are
+//! `"key: reason"` with the key inside the section; the binary adds the
+//! section name and the file.
+
+use std::path::PathBuf;
+
+use cml_learner::config::OptimizerSection;
+use cml_learner::loss::LossConfig;
+use cml_proto::config::check_seconds;
+use serde::{Deserialize, Serialize};
+
+/// Which [`cml_learner::Algorithm`] the learner runs (`[learner] algorithm`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlgorithmKind {
+    /// IMPALA: V-trace actor-critic.
+    #[default]
+    Impala,
+}
+
+/// `[learner]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LearnerSection {
+    pub algorithm: AlgorithmKind,
+    /// PUB socket broadcasting every published policy version.
+    pub weights_endpoint: String,
+    /// ROUTER socket answering `get_weights` (hosts that join late).
+    pub weights_request_endpoint: String,
+    /// `"cpu"`, `"cuda"` or `"cuda:N"` (CUDA needs a `--features cuda` build).
+    pub device: String,
+    /// `[learner.optimizer]`.
+    pub optimizer: OptimizerSection,
+    /// Global gradient-norm clip.
+    pub max_grad_norm: f64,
+    /// Candle CPU threads for the learner's kernels.
+    pub cpu_threads: usize,
+    /// `[learner.loss]`.
+    pub loss: LossConfig,
+    /// Unrolls per learner step.
+    pub batch_size: usize,
+    /// Learner steps between published versions (each one is broadcast).
+    pub publish_interval_steps: u64,
+    /// Seconds between checkpoints (one is also written at the end).
+    pub checkpoint_interval_s: f64,
+    /// Checkpoints kept.
+    pub keep_checkpoints: usize,
+    /// Seconds between metric reports (CSV row, TensorBoard, progress).
+    pub report_interval_s: f64,
+    /// Serve Prometheus metrics on `http://{metrics_host}:{metrics_port}/metrics`.
+    pub metrics_port: Option<u16>,
+    pub metrics_host: String,
+}
+
+impl Default for LearnerSection {
+    fn default() -> LearnerSection {
+        let training = cml_learner::LearnerConfig::default();
+        LearnerSection {
+            algorithm: AlgorithmKind::default(),
+            weights_endpoint: "tcp://127.0.0.1:5550".into(),
+            weights_request_endpoint: "tcp://127.0.0.1:5551".into(),
+            device: training.device,
+            optimizer: OptimizerSection::default(),
+            max_grad_norm: training.max_grad_norm,
+            cpu_threads: training.cpu_threads,
+            loss: training.loss,
+            batch_size: 32,
+            publish_interval_steps: 1,
+            checkpoint_interval_s: 60.0,
+            keep_checkpoints: 3,
+            report_interval_s: 1.0,
+            metrics_port: None,
+            metrics_host: "127.0.0.1".into(),
+        }
+    }
+}
+
+impl LearnerSection {
+    /// The training settings `cml-learner` takes.
+    pub fn training(&self, total_frames: u64, seed: u64) -> cml_learner::LearnerConfig {
+        cml_learner::LearnerConfig {
+            device: self.device.clone(),
+            optimizer: self.optimizer.to_config(),
+            max_grad_norm: self.max_grad_norm,
+            total_frames,
+            seed,
+            cpu_threads: self.cpu_threads,
+            loss: self.loss.clone(),
+        }
+    }
+
+    /// `"key: reason"` for the first bad value.
+    pub fn validate(&self) -> Result<(), String> {
+        self.optimizer.validate().map_err(|e| format!("optimizer.{e}"))?;
+        self.loss.validate().map_err(|e| format!("loss.{e}"))?;
+        for (key, ok, reason) in [
+            ("batch_size", self.batch_size >= 1, "must be at least 1"),
+            (
+                "publish_interval_steps",
+                self.publish_interval_steps >= 1,
+                "must be at least 1",
+            ),
+            ("keep_checkpoints", self.keep_checkpoints >= 1, "must be at least 1"),
+            ("cpu_threads", self.cpu_threads >= 1, "must be at least 1"),
+            (
+                "max_grad_norm",
+                self.max_grad_norm.is_finite() && self.max_grad_norm > 0.0,
+                "must be positive",
+            ),
+        ] {
+            if !ok {
+                return Err(format!("{key}: {reason}"));
+            }
+        }
+        check_seconds("checkpoint_interval_s", self.checkpoint_interval_s)?;
+        check_seconds("report_interval_s", self.report_interval_s)
+    }
+}
+
+/// `[train]`: when a run stops, and where it writes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSection {
+    /// Stop once the actors have produced this many env frames (0: no
+    /// limit). Also the horizon of the linear learning-rate decay and of
+    /// β's annealing to 1.
+    pub total_frames: u64,
+    /// Stop when the mean return of the last 100 episodes reaches this.
+    pub target_return: Option<f64>,
+    /// Stop after this many seconds of training (over every resume).
+    pub max_seconds: Option<f64>,
+    /// Where run directories are created (relative to the working directory).
+    pub runs_dir: PathBuf,
+}
+
+impl Default for TrainSection {
+    fn default() -> TrainSection {
+        TrainSection {
+            total_frames: 0,
+            target_return: None,
+            max_seconds: None,
+            runs_dir: PathBuf::from("runs"),
+        }
+    }
+}
+
+impl TrainSection {
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(s) = self.max_seconds {
+            check_seconds("max_seconds", s)?;
+        }
+        if self.target_return.is_some_and(|r| !r.is_finite()) {
+            return Err("target_return: must be a finite number".into());
+        }
+        Ok(())
+    }
+}
