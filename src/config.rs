@@ -402,7 +402,7 @@ mod tests {
 
     #[test]
     fn shipped_configs_parse() {
-        for name in ["cartpole", "acrobot", "pendulum", "cluster-example"] {
+        for name in ["cartpole", "acrobot", "pendulum", "cluster-example", "minimal"] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("configs/{name}.toml"));
             Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         }

@@ -247,7 +247,8 @@ pub struct ErrorReply {
 /// Body of `weights`; one payload frame holds the weights.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Weights {
-    /// Policy version: learner steps when published; increases. 0 means
+    /// Policy version: learner steps + 1 when published (a fresh learner
+    /// publishes 1); increases. 0 means
     /// "no weights yet" (then the payload frame is empty).
     pub version: u64,
     /// `"safetensors"`: the frame is a safetensors file of the policy
