@@ -57,14 +57,8 @@ fn main() {
     let seconds: u64 = env_or("CML_BENCH_SECONDS", "5").parse().unwrap();
     let dir = std::env::temp_dir().join(format!("cml-actor-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let status = Command::new(bin)
-        .args(["keygen", "run.key"])
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let key = SharedKey::read_file(&dir.join("run.key")).unwrap();
+    let key = SharedKey::generate().unwrap();
+    key.write_new_file(&dir.join("run.key")).unwrap();
     let (wp, wr) = (port(), port());
     let mut publisher = WeightPublisher::start(
         &key,

@@ -34,13 +34,8 @@ fn main() {
     let batch = env_u64("CML_BENCH_BATCH", 64);
     let dir = std::env::temp_dir().join(format!("cml-replay-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let status = Command::new(bin)
-        .args(["keygen", "run.key"])
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let key = SharedKey::generate().unwrap();
+    key.write_new_file(&dir.join("run.key")).unwrap();
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     std::fs::write(
         dir.join("run.toml"),
@@ -58,7 +53,6 @@ fn main() {
             .spawn()
             .unwrap(),
     );
-    let key = SharedKey::read_file(&dir.join("run.key")).unwrap();
     let ctx = zmq::Context::new();
     let endpoint = format!("tcp://127.0.0.1:{port}");
     let mut learner = ReplayClient::connect(&ctx, &key, &SocketOptions::default(), &[endpoint], 7).unwrap();

@@ -6,12 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 use crate::rollout::{self, RolloutOptions};
-use crate::{actor_role, replay_role};
+use crate::{actor_role, replay_load, replay_role};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -177,36 +176,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             run_dir,
             resume,
-        } => {
-            let launched = std::time::Instant::now();
-            let cfg = Config::load(&config)?;
-            cml_run::plumbing::init_compute_threads(cfg.learner.cpu_threads);
-            let run_dir = match run_dir {
-                Some(dir) => {
-                    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-                    dir
-                }
-                None if resume => anyhow::bail!("--resume needs --run-dir"),
-                None => crate::learner_role::new_run_dir(&cfg)?,
-            };
-            // A copy of the config, as `train` keeps one: `eval` finds the
-            // network and env there.
-            let copy = run_dir.join("config.toml");
-            if !copy.exists() {
-                std::fs::copy(&config, &copy)
-                    .with_context(|| format!("copying {} to {}", config.display(), copy.display()))?;
-            }
-            let stop = cml_run::plumbing::stop_flag()?;
-            let options = cml_run::LearnerOptions {
-                run_dir: run_dir.clone(),
-                resume,
-                progress: false,
-                launched,
-            };
-            let summary = crate::learner_role::run(&cfg, options, None, &stop)?;
-            crate::learner_role::print_summary(&summary, &run_dir);
-            Ok(())
-        }
+        } => crate::learner_role::run_command(&config, run_dir, resume),
         Command::Rollout {
             config,
             episodes,
@@ -260,14 +230,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             batch,
             timeout,
         } => {
-            let options = replay_role::LoadOptions {
+            let options = replay_load::LoadOptions {
                 shard,
                 actor_id,
                 unrolls,
                 batch,
                 timeout: seconds("--timeout", timeout)?,
             };
-            replay_role::run_load(&Config::load(&config)?, &options)
+            replay_load::run_load(&Config::load(&config)?, &options)
         }
     }
 }

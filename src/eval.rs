@@ -4,11 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use candle_core::{Device, Tensor};
-use cml_envs::{Action, Env};
+use candle_core::Device;
 use cml_learner::checkpoint::Checkpointer;
-use cml_policy::PolicyParams;
-use rand::SeedableRng;
 
 use crate::config::Config;
 
@@ -31,7 +28,8 @@ pub struct EvalReport {
     pub returns: Vec<f64>,
 }
 
-fn mean_std(values: &[f64]) -> (f64, f64) {
+/// The mean and the (population) standard deviation.
+pub fn mean_std(values: &[f64]) -> (f64, f64) {
     let n = values.len().max(1) as f64;
     let mean = values.iter().sum::<f64>() / n;
     let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
@@ -74,7 +72,6 @@ pub fn evaluate(
         .with_context(|| format!("{} does not fit the config's network", checkpoint.display()))?;
     // The policy exactly as actors get it: from the published weights.
     let policy = cml_actors::policy_from_weights(&algorithm.weights()?, algorithm.steps() + 1, &layout, &config.model)?;
-    let net = &policy.net;
     let mut env = cml_envs::make_with_time_limit(
         &config.env.id,
         &config.env.params,
@@ -85,56 +82,9 @@ pub fn evaluate(
             // An env registered without a time limit still ends here.
             .or(Some(EVAL_MAX_EPISODE_STEPS)),
     )?;
-    let d = layout.obs_dim as usize;
-    let mut obs = vec![0.0f32; d];
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
-    let mut continuous = Vec::new();
-    let (mut returns, mut lengths) = (Vec::new(), Vec::new());
-    for episode in 0..episodes {
-        env.reset(Some(seed.wrapping_add(episode as u64)), &mut obs)?;
-        let (mut total, mut length) = (0.0f64, 0u64);
-        loop {
-            let input = Tensor::from_slice(&obs, (1, d), &Device::Cpu)?;
-            let out = net.forward(&input)?;
-            let action = match out.policy {
-                PolicyParams::Logits(logits) => {
-                    let logits = logits.flatten_all()?.to_vec1::<f32>()?;
-                    let a = if sample {
-                        cml_actors::sampler::sample_categorical(&logits, &mut rng).0 as usize
-                    } else {
-                        logits
-                            .iter()
-                            .enumerate()
-                            .fold(
-                                (0, f32::NEG_INFINITY),
-                                |best, (i, &l)| if l > best.1 { (i, l) } else { best },
-                            )
-                            .0
-                    };
-                    Action::Discrete(a as i64)
-                }
-                PolicyParams::Gaussian { mean, log_std } => {
-                    let mean = mean.flatten_all()?.to_vec1::<f32>()?;
-                    continuous.resize(mean.len(), 0.0);
-                    if sample {
-                        let log_std = log_std.to_vec1::<f32>()?;
-                        cml_actors::sampler::sample_gaussian(&mean, &log_std, &mut rng, &mut continuous);
-                    } else {
-                        continuous.copy_from_slice(&mean);
-                    }
-                    Action::Continuous(&continuous)
-                }
-            };
-            let step = env.step(action, &mut obs)?;
-            total += step.reward;
-            length += 1;
-            if step.terminated || step.truncated {
-                break;
-            }
-        }
-        returns.push(total);
-        lengths.push(length as f64);
-    }
+    let played = cml_actors::play::play_episodes(&policy.net, &mut env, episodes, seed, sample)?;
+    let returns: Vec<f64> = played.iter().map(|e| e.score).collect();
+    let lengths: Vec<f64> = played.iter().map(|e| e.length as f64).collect();
     let (mean_return, std_return) = mean_std(&returns);
     let (mean_length, std_length) = mean_std(&lengths);
     Ok(EvalReport {

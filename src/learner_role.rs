@@ -85,3 +85,36 @@ pub fn print_summary(summary: &RunSummary, run_dir: &Path) {
     );
     println!("run directory: {}", run_dir.display());
 }
+
+/// `cml-rl learner --config FILE [--run-dir DIR] [--resume]`: the learner
+/// alone, for cluster runs.
+pub fn run_command(config_path: &Path, run_dir: Option<PathBuf>, resume: bool) -> anyhow::Result<()> {
+    let launched = std::time::Instant::now();
+    let config = Config::load(config_path)?;
+    cml_run::plumbing::init_compute_threads(config.learner.cpu_threads);
+    let run_dir = match run_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            dir
+        }
+        None if resume => anyhow::bail!("--resume needs --run-dir"),
+        None => new_run_dir(&config)?,
+    };
+    // A copy of the config, as `train` keeps one: `eval` finds the network
+    // and env there.
+    let copy = run_dir.join("config.toml");
+    if !copy.exists() {
+        std::fs::copy(config_path, &copy)
+            .with_context(|| format!("copying {} to {}", config_path.display(), copy.display()))?;
+    }
+    let stop = cml_run::plumbing::stop_flag()?;
+    let options = LearnerOptions {
+        run_dir: run_dir.clone(),
+        resume,
+        progress: false,
+        launched,
+    };
+    let summary = run(&config, options, None, &stop)?;
+    print_summary(&summary, &run_dir);
+    Ok(())
+}

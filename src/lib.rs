@@ -7,6 +7,8 @@ pub mod cli;
 pub mod config;
 pub mod eval;
 pub mod learner_role;
+pub mod replay_load;
 pub mod replay_role;
 pub mod rollout;
+pub mod supervisor;
 pub mod train;

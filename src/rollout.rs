@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use cml_envs::rng::NumpyRng;
-use cml_envs::{Space, VecActions};
+use cml_envs::VecActions;
 
 use crate::config::Config;
 
@@ -65,31 +65,6 @@ impl std::fmt::Display for RolloutReport {
     }
 }
 
-/// Fills `out` with random actions for every env, as Gymnasium's
-/// `action_space.sample()` (uniform over `Discrete`, uniform within finite
-/// `Box` bounds; an unbounded side is sampled within ±1 of the other).
-fn sample_actions(space: &Space, rng: &mut NumpyRng, discrete: &mut [i64], continuous: &mut [f32]) {
-    match space {
-        Space::Discrete(n) => {
-            for a in discrete.iter_mut() {
-                *a = rng.below(*n as u64) as i64;
-            }
-        }
-        Space::Box { low, high, .. } => {
-            for (a, (lo, hi)) in continuous.iter_mut().zip(low.iter().zip(high).cycle()) {
-                let (lo, hi) = (f64::from(*lo), f64::from(*hi));
-                let (lo, hi) = match (lo.is_finite(), hi.is_finite()) {
-                    (true, true) => (lo, hi),
-                    (true, false) => (lo, lo + 1.0),
-                    (false, true) => (hi - 1.0, hi),
-                    (false, false) => (-1.0, 1.0),
-                };
-                *a = rng.uniform(lo, hi) as f32;
-            }
-        }
-    }
-}
-
 /// Runs the rollout. The envs come from the process-wide registry, so envs a
 /// program registered before calling this are available by id.
 pub fn run(config: &Config, options: &RolloutOptions) -> anyhow::Result<RolloutReport> {
@@ -116,7 +91,7 @@ pub fn run(config: &Config, options: &RolloutOptions) -> anyhow::Result<RolloutR
     let start = Instant::now();
     vec_env.reset(Some(config.seed))?;
     while finished_returns.len() < options.episodes && start.elapsed() < options.time_limit {
-        sample_actions(&space, &mut rng, &mut discrete, &mut continuous);
+        space.sample(&mut rng, &mut discrete, &mut continuous);
         let actions = if space.is_discrete() {
             VecActions::Discrete(&discrete)
         } else {
@@ -149,13 +124,12 @@ pub fn run(config: &Config, options: &RolloutOptions) -> anyhow::Result<RolloutR
             options.time_limit
         );
     }
-    let mean = finished_returns.iter().sum::<f64>() / k as f64;
-    let var = finished_returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / k as f64;
+    let (mean_return, std_return) = crate::eval::mean_std(&finished_returns);
     Ok(RolloutReport {
         env_id: env_cfg.id.clone(),
         episodes: k,
-        mean_return: mean,
-        std_return: var.sqrt(),
+        mean_return,
+        std_return,
         mean_length: finished_lengths.iter().sum::<u64>() as f64 / k as f64,
         terminated,
         truncated,

@@ -42,6 +42,41 @@ fn http_get(port: u16, path: &str) -> String {
     page
 }
 
+/// `promtool check metrics` (Prometheus's linter: HELP on every metric,
+/// `_total` only on counters, no abbreviated units, ...) reports nothing on
+/// `page`. CI installs promtool (Debian's `prometheus` package); elsewhere
+/// a missing promtool skips this check with a note.
+fn promtool_finds_nothing(page: &str) {
+    use std::io::Write;
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("SKIPPED the promtool check: {e} (install Debian's prometheus package)");
+            return;
+        }
+        Err(e) => panic!("promtool: {e} (CI must install Debian's prometheus package)"),
+    };
+    // The body, without the HTTP status line and headers.
+    let body = page.split_once("\r\n\r\n").map_or(page, |(_, body)| body);
+    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics:\n{report}\n{page}"
+    );
+}
+
 fn rows(run: &Path) -> Vec<Vec<String>> {
     let text = std::fs::read_to_string(run.join("metrics.csv")).unwrap_or_default();
     text.lines()
@@ -99,6 +134,10 @@ fn train_interrupt_resume_and_eval() {
         assert!(page.contains(name), "{name} missing from /metrics:\n{page}");
     }
     assert!(page.contains("cml_replay_rejected_total{"), "{page}");
+    for gone in ["_per_s", "# TYPE cml_loss_total gauge"] {
+        assert!(!page.contains(gone), "{gone} on /metrics:\n{page}");
+    }
+    promtool_finds_nothing(&page);
     let pid = train.0.id().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
     let status = wait_exit(&mut train, Duration::from_secs(20));

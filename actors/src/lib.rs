@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod host;
+pub mod play;
 pub mod sampler;
 pub mod worker;
 

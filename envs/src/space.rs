@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::rng::NumpyRng;
+
 /// A space of observations or actions.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Space {
@@ -47,6 +49,33 @@ impl Space {
     /// True for `Discrete` spaces.
     pub fn is_discrete(&self) -> bool {
         matches!(self, Space::Discrete(_))
+    }
+
+    /// Random elements for a batch of envs, as Gymnasium's
+    /// `action_space.sample()`: for `Discrete`, one uniform integer per env
+    /// into `discrete`; for `Box`, `flat_dim` values per env into
+    /// `continuous`, each uniform within its finite bounds (an unbounded
+    /// side is sampled within ±1 of the other, both unbounded within ±1).
+    pub fn sample(&self, rng: &mut NumpyRng, discrete: &mut [i64], continuous: &mut [f32]) {
+        match self {
+            Space::Discrete(n) => {
+                for a in discrete.iter_mut() {
+                    *a = rng.below(*n as u64) as i64;
+                }
+            }
+            Space::Box { low, high, .. } => {
+                for (a, (lo, hi)) in continuous.iter_mut().zip(low.iter().zip(high).cycle()) {
+                    let (lo, hi) = (f64::from(*lo), f64::from(*hi));
+                    let (lo, hi) = match (lo.is_finite(), hi.is_finite()) {
+                        (true, true) => (lo, hi),
+                        (true, false) => (lo, lo + 1.0),
+                        (false, true) => (hi - 1.0, hi),
+                        (false, false) => (-1.0, 1.0),
+                    };
+                    *a = rng.uniform(lo, hi) as f32;
+                }
+            }
+        }
     }
 }
 

@@ -14,6 +14,8 @@ pub enum LearnerError {
     BadDevice(String),
     #[error("learner: device `{0}` needs a build with the `cuda` feature (cargo build --features cuda)")]
     CudaNotBuilt(String),
+    #[error("learner: device `{device}`: no usable CUDA device: {reason}")]
+    CudaUnavailable { device: String, reason: String },
     #[error("learner: batch: {0}")]
     Batch(String),
     #[error("learner: {what} is not finite ({value}); the update was skipped, parameters are unchanged")]
@@ -41,10 +43,23 @@ pub fn parse_device(spec: &str) -> Result<Device> {
         },
     };
     if cfg!(feature = "cuda") {
-        Ok(Device::new_cuda(ordinal)?)
+        Device::new_cuda(ordinal).map_err(|e| LearnerError::CudaUnavailable {
+            device: spec.to_string(),
+            reason: e.to_string(),
+        })
     } else {
         let _ = ordinal;
         Err(LearnerError::CudaNotBuilt(spec.to_string()))
+    }
+}
+
+/// `Ok` when CUDA device `ordinal` can be opened; else why not (a build
+/// without the `cuda` feature, no driver, no such device). For tests and
+/// tools that use a GPU only where one is present.
+pub fn cuda_available(ordinal: usize) -> std::result::Result<(), String> {
+    match parse_device(&format!("cuda:{ordinal}")) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -24,4 +24,4 @@ pub mod vtrace;
 
 pub use algorithm::{Algorithm, SampledUnrolls, ScalarSpec, StepOutcome};
 pub use impala::{ImpalaLearner, StepReport, UnrollBatch};
-pub use learner::{parse_device, LearnerConfig, LearnerError, OptimizerConfig};
+pub use learner::{cuda_available, parse_device, LearnerConfig, LearnerError, OptimizerConfig};

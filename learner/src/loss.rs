@@ -199,13 +199,17 @@ pub fn impala_loss(inputs: LossInputs<'_>, config: &LossConfig) -> Result<LossOu
     let vt = vtrace::from_log_probs(
         behaviour_action_log_probs,
         target_action_log_probs.clone(),
-        &discounts,
-        &rewards,
-        &values,
-        &bootstrap_value,
-        config.clip_rho_threshold,
-        config.clip_pg_rho_threshold,
-        config.lambda,
+        vtrace::Trajectory {
+            discounts: &discounts,
+            rewards: &rewards,
+            values: &values,
+            bootstrap_value: &bootstrap_value,
+        },
+        vtrace::Clipping {
+            clip_rho_threshold: config.clip_rho_threshold,
+            clip_pg_rho_threshold: config.clip_pg_rho_threshold,
+            lambda: config.lambda,
+        },
     )?;
     // w_b broadcast over T: [1, B] against [T, B].
     let weigh = |x: Tensor| -> candle_core::Result<Tensor> {

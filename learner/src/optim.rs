@@ -12,6 +12,27 @@ use candle_core::{Result, Tensor, Var};
 use candle_nn::Optimizer;
 use serde::{Deserialize, Serialize};
 
+/// The parts of candle-nn's `Optimizer` that both optimizers here share:
+/// `new` (positional variable names, then `with_names`) and the learning
+/// rate, kept in `self.config.lr`.
+macro_rules! optimizer_common {
+    ($config:ty) => {
+        type Config = $config;
+
+        fn new(vars: Vec<Var>, config: $config) -> Result<Self> {
+            Self::with_names(positional_names(vars), config)
+        }
+
+        fn learning_rate(&self) -> f64 {
+            self.config.lr
+        }
+
+        fn set_learning_rate(&mut self, lr: f64) {
+            self.config.lr = lr;
+        }
+    };
+}
+
 /// Variables with stable names (the names checkpoints use).
 pub type NamedVars = Vec<(String, Var)>;
 
@@ -55,6 +76,13 @@ fn host_f32(t: &Tensor) -> Result<Option<Vec<f32>>> {
     }
 }
 
+/// One zero tensor per variable, its shape, dtype and device (optimizer state).
+fn zeros_like(vars: &NamedVars) -> Result<Vec<Var>> {
+    vars.iter()
+        .map(|(_, v)| Var::zeros(v.shape(), v.dtype(), v.device()))
+        .collect()
+}
+
 /// Replaces a variable's value with `values` (same shape and device).
 fn set_from(var: &Var, values: Vec<f32>) -> Result<()> {
     var.set(&Tensor::from_vec(values, var.shape(), var.device())?)
@@ -93,24 +121,16 @@ pub struct RmsProp {
 impl RmsProp {
     /// With stable names for the variables (used in checkpoints).
     pub fn with_names(vars: NamedVars, config: RmsPropConfig) -> Result<Self> {
-        let square_avg = vars
-            .iter()
-            .map(|(_, v)| Var::zeros(v.shape(), v.dtype(), v.device()))
-            .collect::<Result<Vec<_>>>()?;
         Ok(RmsProp {
+            square_avg: zeros_like(&vars)?,
             vars,
-            square_avg,
             config,
         })
     }
 }
 
 impl Optimizer for RmsProp {
-    type Config = RmsPropConfig;
-
-    fn new(vars: Vec<Var>, config: RmsPropConfig) -> Result<Self> {
-        Self::with_names(positional_names(vars), config)
-    }
+    optimizer_common!(RmsPropConfig);
 
     fn step(&mut self, grads: &GradStore) -> Result<()> {
         let RmsPropConfig { lr, decay, epsilon } = self.config;
@@ -132,14 +152,6 @@ impl Optimizer for RmsProp {
             sq.set(&v)?;
         }
         Ok(())
-    }
-
-    fn learning_rate(&self) -> f64 {
-        self.config.lr
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.config.lr = lr;
     }
 }
 
@@ -195,14 +207,9 @@ pub struct Adam {
 impl Adam {
     /// With stable names for the variables (used in checkpoints).
     pub fn with_names(vars: NamedVars, config: AdamConfig) -> Result<Self> {
-        let zeros = |vars: &NamedVars| {
-            vars.iter()
-                .map(|(_, v)| Var::zeros(v.shape(), v.dtype(), v.device()))
-                .collect::<Result<Vec<_>>>()
-        };
         Ok(Adam {
-            first: zeros(&vars)?,
-            second: zeros(&vars)?,
+            first: zeros_like(&vars)?,
+            second: zeros_like(&vars)?,
             vars,
             steps: 0,
             config,
@@ -211,11 +218,7 @@ impl Adam {
 }
 
 impl Optimizer for Adam {
-    type Config = AdamConfig;
-
-    fn new(vars: Vec<Var>, config: AdamConfig) -> Result<Self> {
-        Self::with_names(positional_names(vars), config)
-    }
+    optimizer_common!(AdamConfig);
 
     fn step(&mut self, grads: &GradStore) -> Result<()> {
         self.steps += 1;
@@ -260,14 +263,6 @@ impl Optimizer for Adam {
             v.set(&v_new)?;
         }
         Ok(())
-    }
-
-    fn learning_rate(&self) -> f64 {
-        self.config.lr
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.config.lr = lr;
     }
 }
 

@@ -59,6 +59,25 @@ pub struct VTraceFromLogitsReturns {
     pub target_action_log_probs: Tensor,
 }
 
+/// The inputs every V-trace entry point takes besides the policies: γ_t, r_t
+/// and V(x_t) as `[T, B]`, and V(x_T) as `[B]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Trajectory<'a> {
+    /// γ_t: 0 where the episode ended at step t, γ elsewhere.
+    pub discounts: &'a Tensor,
+    pub rewards: &'a Tensor,
+    pub values: &'a Tensor,
+    pub bootstrap_value: &'a Tensor,
+}
+
+/// ρ̄ and ρ̄_pg (`None`: no clipping) and λ.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Clipping {
+    pub clip_rho_threshold: Option<f32>,
+    pub clip_pg_rho_threshold: Option<f32>,
+    pub lambda: f32,
+}
+
 fn check_shape(name: &'static str, t: &Tensor, expected: &[usize]) -> Result<(), VTraceError> {
     if t.dims() == expected {
         Ok(())
@@ -90,17 +109,22 @@ fn clip_above(x: &Tensor, threshold: Option<f32>) -> candle_core::Result<Tensor>
 /// A time-limit truncation still bootstraps from the true final observation:
 /// the learner folds γ·V(x_final) into that step's reward first
 /// ([`crate::loss::bootstrap_truncated`]).
-#[allow(clippy::too_many_arguments)]
 pub fn from_importance_weights(
     log_rhos: &Tensor,
-    discounts: &Tensor,
-    rewards: &Tensor,
-    values: &Tensor,
-    bootstrap_value: &Tensor,
-    clip_rho_threshold: Option<f32>,
-    clip_pg_rho_threshold: Option<f32>,
-    lambda: f32,
+    trajectory: Trajectory<'_>,
+    clipping: Clipping,
 ) -> Result<VTraceReturns, VTraceError> {
+    let Trajectory {
+        discounts,
+        rewards,
+        values,
+        bootstrap_value,
+    } = trajectory;
+    let Clipping {
+        clip_rho_threshold,
+        clip_pg_rho_threshold,
+        lambda,
+    } = clipping;
     let dims = log_rhos.dims().to_vec();
     let (t_len, batch) = match dims[..] {
         [t_len, batch] if t_len >= 1 => (t_len, batch),
@@ -176,18 +200,12 @@ pub fn action_log_probs(logits: &Tensor, actions: &Tensor) -> candle_core::Resul
 
 /// V-trace for discrete actions from behaviour and target policy logits
 /// (`[T, B, A]`) and the actions taken (`[T, B]`).
-#[allow(clippy::too_many_arguments)]
 pub fn from_logits(
     behaviour_policy_logits: &Tensor,
     target_policy_logits: &Tensor,
     actions: &Tensor,
-    discounts: &Tensor,
-    rewards: &Tensor,
-    values: &Tensor,
-    bootstrap_value: &Tensor,
-    clip_rho_threshold: Option<f32>,
-    clip_pg_rho_threshold: Option<f32>,
-    lambda: f32,
+    trajectory: Trajectory<'_>,
+    clipping: Clipping,
 ) -> Result<VTraceFromLogitsReturns, VTraceError> {
     let dims = target_policy_logits.dims().to_vec();
     let [t_len, batch, _] = dims[..] else {
@@ -204,30 +222,19 @@ pub fn from_logits(
     from_log_probs(
         &behaviour_action_log_probs,
         target_action_log_probs,
-        discounts,
-        rewards,
-        values,
-        bootstrap_value,
-        clip_rho_threshold,
-        clip_pg_rho_threshold,
-        lambda,
+        trajectory,
+        clipping,
     )
 }
 
 /// V-trace from the log-probabilities of the actions taken under the
 /// behaviour and target policies (`[T, B]`): for continuous actions, where
 /// the policy heads give log-densities directly.
-#[allow(clippy::too_many_arguments)]
 pub fn from_log_probs(
     behaviour_action_log_probs: &Tensor,
     target_action_log_probs: Tensor,
-    discounts: &Tensor,
-    rewards: &Tensor,
-    values: &Tensor,
-    bootstrap_value: &Tensor,
-    clip_rho_threshold: Option<f32>,
-    clip_pg_rho_threshold: Option<f32>,
-    lambda: f32,
+    trajectory: Trajectory<'_>,
+    clipping: Clipping,
 ) -> Result<VTraceFromLogitsReturns, VTraceError> {
     check_shape(
         "behaviour_action_log_probs",
@@ -235,16 +242,7 @@ pub fn from_log_probs(
         target_action_log_probs.dims(),
     )?;
     let log_rhos = (target_action_log_probs.detach() - behaviour_action_log_probs.detach())?;
-    let r = from_importance_weights(
-        &log_rhos,
-        discounts,
-        rewards,
-        values,
-        bootstrap_value,
-        clip_rho_threshold,
-        clip_pg_rho_threshold,
-        lambda,
-    )?;
+    let r = from_importance_weights(&log_rhos, trajectory, clipping)?;
     Ok(VTraceFromLogitsReturns {
         vs: r.vs,
         pg_advantages: r.pg_advantages,
@@ -257,6 +255,28 @@ pub fn from_log_probs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn trajectory<'a>(
+        discounts: &'a Tensor,
+        rewards: &'a Tensor,
+        values: &'a Tensor,
+        bootstrap_value: &'a Tensor,
+    ) -> Trajectory<'a> {
+        Trajectory {
+            discounts,
+            rewards,
+            values,
+            bootstrap_value,
+        }
+    }
+
+    fn clipping(clip_rho_threshold: Option<f32>, clip_pg_rho_threshold: Option<f32>, lambda: f32) -> Clipping {
+        Clipping {
+            clip_rho_threshold,
+            clip_pg_rho_threshold,
+            lambda,
+        }
+    }
     use candle_core::{Device, Var};
 
     /// V-trace written straight from the definitions, in f64, one sequence
@@ -321,15 +341,12 @@ mod tests {
                 let boot: Vec<f32> = (0..batch).map(|_| next_unit(&mut rng) * 2.0).collect();
                 let dev = Device::Cpu;
                 let tt = |v: &Vec<f32>| Tensor::from_vec(v.clone(), (t_len, batch), &dev).unwrap();
+                let (d, r, v) = (tt(&discounts), tt(&rewards), tt(&values));
+                let bootstrap = Tensor::from_vec(boot.clone(), batch, &dev).unwrap();
                 let out = from_importance_weights(
                     &tt(&log_rhos),
-                    &tt(&discounts),
-                    &tt(&rewards),
-                    &tt(&values),
-                    &Tensor::from_vec(boot.clone(), batch, &dev).unwrap(),
-                    rho_bar,
-                    pg_rho_bar,
-                    lambda,
+                    trajectory(&d, &r, &v, &bootstrap),
+                    clipping(rho_bar, pg_rho_bar, lambda),
                 )
                 .unwrap();
                 let vs: Vec<Vec<f32>> = out.vs.to_vec2().unwrap();
@@ -396,13 +413,8 @@ mod tests {
             &behaviour,
             &target,
             &actions,
-            &discounts,
-            &zeros,
-            &values,
-            &boot,
-            Some(1.0),
-            Some(1.0),
-            1.0,
+            trajectory(&discounts, &zeros, values.as_tensor(), &boot),
+            clipping(Some(1.0), Some(1.0), 1.0),
         )
         .unwrap();
         let grads = (out.vs.sum_all().unwrap() + out.pg_advantages.sum_all().unwrap())
@@ -420,11 +432,12 @@ mod tests {
         let m = Tensor::zeros((4, 2), DType::F32, &dev).unwrap();
         let boot = Tensor::zeros(2, DType::F32, &dev).unwrap();
         let bad = Tensor::zeros((4, 3), DType::F32, &dev).unwrap();
-        let e = from_importance_weights(&m, &bad, &m, &m, &boot, None, None, 1.0).unwrap_err();
+        let no_clipping = clipping(None, None, 1.0);
+        let e = from_importance_weights(&m, trajectory(&bad, &m, &m, &boot), no_clipping).unwrap_err();
         assert_eq!(e.to_string(), "v-trace: discounts has shape [4, 3], expected [4, 2]");
-        let e = from_importance_weights(&m, &m, &m, &m, &m, None, None, 1.0).unwrap_err();
+        let e = from_importance_weights(&m, trajectory(&m, &m, &m, &m), no_clipping).unwrap_err();
         assert!(e.to_string().contains("bootstrap_value"), "{e}");
         let empty = Tensor::zeros((0, 2), DType::F32, &dev).unwrap();
-        assert!(from_importance_weights(&empty, &empty, &empty, &empty, &boot, None, None, 1.0).is_err());
+        assert!(from_importance_weights(&empty, trajectory(&empty, &empty, &empty, &boot), no_clipping).is_err());
     }
 }

@@ -73,13 +73,21 @@ fn matches_every_reference_case() {
         let rewards = tensor(case, "rewards", &[t, b]);
         let values = tensor(case, "values", &[t, b]);
         let bootstrap = tensor(case, "bootstrap_value", &[b]);
+        let trajectory = vtrace::Trajectory {
+            discounts: &discounts,
+            rewards: &rewards,
+            values: &values,
+            bootstrap_value: &bootstrap,
+        };
+        let clipping = vtrace::Clipping {
+            clip_rho_threshold: rho,
+            clip_pg_rho_threshold: pg,
+            lambda,
+        };
         match case["kind"].as_str().expect("kind") {
             "from_importance_weights" => {
                 let log_rhos = tensor(case, "log_rhos", &[t, b]);
-                let out = vtrace::from_importance_weights(
-                    &log_rhos, &discounts, &rewards, &values, &bootstrap, rho, pg, lambda,
-                )
-                .expect("v-trace");
+                let out = vtrace::from_importance_weights(&log_rhos, trajectory, clipping).expect("v-trace");
                 assert_close(name, "vs", &out.vs, &case["vs"]);
                 assert_close(name, "pg_advantages", &out.pg_advantages, &case["pg_advantages"]);
             }
@@ -89,10 +97,7 @@ fn matches_every_reference_case() {
                 let target = tensor(case, "target_policy_logits", &[t, b, a]);
                 let actions: Vec<u32> = flat(&case["actions"]).iter().map(|x| *x as u32).collect();
                 let actions = Tensor::from_vec(actions, (t, b), &Device::Cpu).unwrap();
-                let out = vtrace::from_logits(
-                    &behaviour, &target, &actions, &discounts, &rewards, &values, &bootstrap, rho, pg, lambda,
-                )
-                .expect("v-trace");
+                let out = vtrace::from_logits(&behaviour, &target, &actions, trajectory, clipping).expect("v-trace");
                 assert_close(name, "vs", &out.vs, &case["vs"]);
                 assert_close(name, "pg_advantages", &out.pg_advantages, &case["pg_advantages"]);
                 assert_close(name, "log_rhos", &out.log_rhos, &case["log_rhos"]);

@@ -23,16 +23,43 @@ fn leaf_count(capacity: usize) -> usize {
     }
 }
 
-/// A sum-tree: `O(log n)` point updates, `O(1)` total and `O(log n)`
-/// inverse-prefix-sum search (which leaf a given mass falls in).
+/// The layout both trees share: `nodes[0]` unused, `nodes[1]` the root,
+/// `nodes[leaves + i]` leaf `i`; padding leaves hold the tree's identity.
 #[derive(Clone, Debug)]
-pub struct SumTree {
+struct FlatTree {
     capacity: usize,
     /// Number of leaves (a power of two, `>= capacity`).
     leaves: usize,
-    /// `nodes[0]` is unused, `nodes[1]` is the root, `nodes[leaves + i]` is leaf `i`.
     nodes: Vec<f64>,
 }
+
+impl FlatTree {
+    /// `capacity` leaves (0 is treated as 1), every node `identity`.
+    fn new(capacity: usize, identity: f64) -> Self {
+        let leaves = leaf_count(capacity);
+        FlatTree {
+            capacity: capacity.max(1),
+            leaves,
+            nodes: vec![identity; 2 * leaves],
+        }
+    }
+
+    /// The node of leaf `index`; `tree` names the tree in the panic.
+    #[inline]
+    fn leaf_node(&self, index: usize, tree: &str) -> usize {
+        assert!(
+            index < self.capacity,
+            "{tree}: leaf {index} out of range (capacity {})",
+            self.capacity
+        );
+        self.leaves + index
+    }
+}
+
+/// A sum-tree: `O(log n)` point updates, `O(1)` total and `O(log n)`
+/// inverse-prefix-sum search (which leaf a given mass falls in).
+#[derive(Clone, Debug)]
+pub struct SumTree(FlatTree);
 
 impl SumTree {
     /// A tree of `capacity` leaves, all 0. A capacity of 0 is treated as 1.
@@ -40,17 +67,12 @@ impl SumTree {
     /// # Panics
     /// When `capacity` exceeds the largest power of two a `usize` holds.
     pub fn new(capacity: usize) -> Self {
-        let leaves = leaf_count(capacity);
-        Self {
-            capacity: capacity.max(1),
-            leaves,
-            nodes: vec![0.0; 2 * leaves],
-        }
+        SumTree(FlatTree::new(capacity, 0.0))
     }
 
     /// Number of usable leaves.
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.0.capacity
     }
 
     /// Sets leaf `index` to `value` (finite and `>= 0`, checked in debug
@@ -60,21 +82,17 @@ impl SumTree {
     /// When `index >= capacity()`.
     #[inline]
     pub fn set(&mut self, index: usize, value: f64) {
-        assert!(
-            index < self.capacity,
-            "sum tree: leaf {index} out of range (capacity {})",
-            self.capacity
-        );
+        let mut node = self.0.leaf_node(index, "sum tree");
         debug_assert!(
             value.is_finite() && value >= 0.0,
             "sum tree: leaf value {value} must be finite and >= 0"
         );
-        let mut node = self.leaves + index;
-        self.nodes[node] = value;
+        let nodes = &mut self.0.nodes;
+        nodes[node] = value;
         // sum(node) = sum(2 node) + sum(2 node + 1), from the children: no drift.
         while node > 1 {
             node /= 2;
-            self.nodes[node] = self.nodes[2 * node] + self.nodes[2 * node + 1];
+            nodes[node] = nodes[2 * node] + nodes[2 * node + 1];
         }
     }
 
@@ -84,18 +102,13 @@ impl SumTree {
     /// When `index >= capacity()`.
     #[inline]
     pub fn get(&self, index: usize) -> f64 {
-        assert!(
-            index < self.capacity,
-            "sum tree: leaf {index} out of range (capacity {})",
-            self.capacity
-        );
-        self.nodes[self.leaves + index]
+        self.0.nodes[self.0.leaf_node(index, "sum tree")]
     }
 
     /// Sum of all leaves.
     #[inline]
     pub fn total(&self) -> f64 {
-        self.nodes[1]
+        self.0.nodes[1]
     }
 
     /// The leaf `i` with `prefix(i) <= mass < prefix(i + 1)`, where
@@ -108,13 +121,14 @@ impl SumTree {
     /// leaf 0.
     #[inline]
     pub fn find_prefix_sum(&self, mass: f64) -> usize {
+        let FlatTree { leaves, nodes, .. } = &self.0;
         // `f64::max` drops a NaN operand, so NaN becomes 0.
         let mut mass = mass.max(0.0);
         let mut node = 1;
-        while node < self.leaves {
+        while node < *leaves {
             let left = 2 * node;
-            let left_sum = self.nodes[left];
-            let right_sum = self.nodes[left + 1];
+            let left_sum = nodes[left];
+            let right_sum = nodes[left + 1];
             // Never descend into an empty subtree: rounding may leave `mass`
             // just past the left sum with nothing on the right, or vice versa.
             if right_sum <= 0.0 || (mass < left_sum && left_sum > 0.0) {
@@ -124,20 +138,14 @@ impl SumTree {
                 node = left + 1;
             }
         }
-        node - self.leaves
+        node - leaves
     }
 }
 
 /// A min-tree: `O(log n)` point updates and `O(1)` minimum over all leaves.
 /// Leaves never set (or reset to `f64::INFINITY`) count as +inf.
 #[derive(Clone, Debug)]
-pub struct MinTree {
-    capacity: usize,
-    /// Number of leaves (a power of two, `>= capacity`).
-    leaves: usize,
-    /// `nodes[0]` is unused, `nodes[1]` is the root, `nodes[leaves + i]` is leaf `i`.
-    nodes: Vec<f64>,
-}
+pub struct MinTree(FlatTree);
 
 impl MinTree {
     /// A tree of `capacity` leaves, all +inf. A capacity of 0 is treated as 1.
@@ -145,17 +153,12 @@ impl MinTree {
     /// # Panics
     /// When `capacity` exceeds the largest power of two a `usize` holds.
     pub fn new(capacity: usize) -> Self {
-        let leaves = leaf_count(capacity);
-        Self {
-            capacity: capacity.max(1),
-            leaves,
-            nodes: vec![f64::INFINITY; 2 * leaves],
-        }
+        MinTree(FlatTree::new(capacity, f64::INFINITY))
     }
 
     /// Number of usable leaves.
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.0.capacity
     }
 
     /// Sets leaf `index` to `value` (not NaN, checked in debug builds; use
@@ -165,23 +168,19 @@ impl MinTree {
     /// When `index >= capacity()`.
     #[inline]
     pub fn set(&mut self, index: usize, value: f64) {
-        assert!(
-            index < self.capacity,
-            "min tree: leaf {index} out of range (capacity {})",
-            self.capacity
-        );
+        let mut node = self.0.leaf_node(index, "min tree");
         debug_assert!(!value.is_nan(), "min tree: leaf value must not be NaN");
-        let mut node = self.leaves + index;
-        self.nodes[node] = value;
+        let nodes = &mut self.0.nodes;
+        nodes[node] = value;
         // min(node) = min(min(2 node), min(2 node + 1)); minima are exact, so
         // once a node keeps its value its ancestors are unchanged too.
         while node > 1 {
             node /= 2;
-            let min = self.nodes[2 * node].min(self.nodes[2 * node + 1]);
-            if self.nodes[node] == min {
+            let min = nodes[2 * node].min(nodes[2 * node + 1]);
+            if nodes[node] == min {
                 break;
             }
-            self.nodes[node] = min;
+            nodes[node] = min;
         }
     }
 
@@ -191,18 +190,13 @@ impl MinTree {
     /// When `index >= capacity()`.
     #[inline]
     pub fn get(&self, index: usize) -> f64 {
-        assert!(
-            index < self.capacity,
-            "min tree: leaf {index} out of range (capacity {})",
-            self.capacity
-        );
-        self.nodes[self.leaves + index]
+        self.0.nodes[self.0.leaf_node(index, "min tree")]
     }
 
     /// Minimum over all leaves (+inf when none is set).
     #[inline]
     pub fn min(&self) -> f64 {
-        self.nodes[1]
+        self.0.nodes[1]
     }
 }
 

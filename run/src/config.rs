@@ -129,6 +129,10 @@ pub struct TrainSection {
     pub total_frames: u64,
     /// Stop when the mean return of the last 100 episodes reaches this.
     pub target_return: Option<f64>,
+    /// With `target_return`: keep training this many seconds after the
+    /// target is first reached, then stop (0: stop at once). For seeing
+    /// whether a run holds its target.
+    pub continue_after_target_s: f64,
     /// Stop after this many seconds of training (over every resume).
     pub max_seconds: Option<f64>,
     /// Where run directories are created (relative to the working directory).
@@ -140,6 +144,7 @@ impl Default for TrainSection {
         TrainSection {
             total_frames: 0,
             target_return: None,
+            continue_after_target_s: 0.0,
             max_seconds: None,
             runs_dir: PathBuf::from("runs"),
         }
@@ -153,6 +158,9 @@ impl TrainSection {
         }
         if self.target_return.is_some_and(|r| !r.is_finite()) {
             return Err("target_return: must be a finite number".into());
+        }
+        if self.continue_after_target_s != 0.0 {
+            check_seconds("continue_after_target_s", self.continue_after_target_s)?;
         }
         Ok(())
     }

@@ -117,35 +117,55 @@ pub fn drop_rows_after(path: &Path, steps: u64) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Why the run should end now, if it should: `stop` (a signal), or one of
-/// `[train]`'s conditions.
-fn stop_reason(
-    stop: &AtomicBool,
-    train: &TrainSection,
-    env_frames: u64,
+/// When the run ends: `[train]`'s conditions, plus when the target return
+/// was first reached (for `continue_after_target_s`).
+struct StopConditions<'a> {
+    train: &'a TrainSection,
     deadline: Option<Instant>,
-    returns: &Returns,
-) -> Option<String> {
-    if stop.load(Ordering::Relaxed) {
-        return Some("interrupted".to_string());
-    }
-    if train.total_frames > 0 && env_frames >= train.total_frames {
-        return Some(format!("trained on {env_frames} env frames"));
-    }
-    if deadline.is_some_and(|d| Instant::now() >= d) {
-        return Some(format!(
-            "reached max_seconds = {}",
-            train.max_seconds.unwrap_or_default()
-        ));
-    }
-    if let (Some(target), Some(mean)) = (train.target_return, returns.full_mean()) {
-        if mean >= target {
+    target_reached_at: Option<Instant>,
+}
+
+impl StopConditions<'_> {
+    /// Why the run should end now, if it should: `stop` (a signal), or one
+    /// of `[train]`'s conditions.
+    fn reason(&mut self, stop: &AtomicBool, env_frames: u64, returns: &Returns) -> Option<String> {
+        let train = self.train;
+        if stop.load(Ordering::Relaxed) {
+            return Some("interrupted".to_string());
+        }
+        if train.total_frames > 0 && env_frames >= train.total_frames {
+            return Some(format!("trained on {env_frames} env frames"));
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
             return Some(format!(
-                "mean return {mean:.1} over the last 100 episodes reached {target}"
+                "reached max_seconds = {}",
+                train.max_seconds.unwrap_or_default()
             ));
         }
+        let target = train.target_return?;
+        let mean = returns.full_mean()?;
+        if self.target_reached_at.is_none() && mean >= target {
+            self.target_reached_at = Some(Instant::now());
+            if train.continue_after_target_s > 0.0 {
+                tracing::info!(
+                    "mean return {mean:.1} over the last 100 episodes reached {target}; training on for {} s",
+                    train.continue_after_target_s
+                );
+            }
+        }
+        let since = self.target_reached_at?.elapsed().as_secs_f64();
+        if since < train.continue_after_target_s {
+            None
+        } else if train.continue_after_target_s > 0.0 {
+            Some(format!(
+                "trained {since:.0} s on after the mean return over the last 100 episodes reached {target} (now {mean:.1})"
+            ))
+        } else {
+            Some(format!(
+                "mean return {mean:.1} over the last 100 episodes reached {target}"
+            ))
+        }
     }
-    None
 }
 
 /// β annealed linearly from `beta0` to 1 over `total_frames` env frames.
@@ -325,9 +345,13 @@ pub fn run_learner(
     };
     // Seconds trained so far, over every resume of this run.
     let trained_s = || resumed.run.elapsed_ms as f64 / 1000.0 + options.launched.elapsed().as_secs_f64();
-    let deadline = train
-        .max_seconds
-        .map(|s| options.launched + Duration::from_secs_f64((s - resumed.run.elapsed_ms as f64 / 1000.0).max(0.0)));
+    let mut stop_conditions = StopConditions {
+        train,
+        deadline: train
+            .max_seconds
+            .map(|s| options.launched + Duration::from_secs_f64((s - resumed.run.elapsed_ms as f64 / 1000.0).max(0.0))),
+        target_reached_at: None,
+    };
     let env_frames = |replay: &ReplayClient| resumed.env_frames + replay.inserted_unrolls() * t;
     let mut frames_consumed = resumed.frames_consumed;
     let counters = |env_frames: u64, frames_consumed: u64, returns: &Returns| Counters {
@@ -349,11 +373,19 @@ pub fn run_learner(
         lag_count: 0,
     };
     let reason = loop {
-        if let Some(reason) = stop_reason(stop, train, env_frames(&replay), deadline, &returns) {
+        if let Some(reason) = stop_conditions.reason(stop, env_frames(&replay), &returns) {
             break reason;
         }
         let beta = annealed_beta(setup.beta, env_frames(&replay), train.total_frames);
-        let Some(batch) = gather(&mut replay, learner.batch_size, beta, stop, deadline, &mut returns)? else {
+        let Some(batch) = gather(
+            &mut replay,
+            learner.batch_size,
+            beta,
+            stop,
+            stop_conditions.deadline,
+            &mut returns,
+        )?
+        else {
             // Stopped, or out of time while waiting for data; the top of
             // the loop says which.
             continue;
@@ -397,7 +429,7 @@ pub fn run_learner(
         // A run that ends after this step reports it first, so the row
         // that met the stop condition is in metrics.csv.
         let produced = env_frames(&replay);
-        let ending = stop_reason(stop, train, produced, deadline, &returns);
+        let ending = stop_conditions.reason(stop, produced, &returns);
         if ending.is_some() || since.at.elapsed().as_secs_f64() >= learner.report_interval_s {
             let elapsed = since.at.elapsed().as_secs_f64().max(1e-9);
             let shards = if prometheus {
@@ -480,6 +512,72 @@ pub fn run_learner(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn returns_of(value: f64, count: usize) -> Returns {
+        let mut returns = Returns {
+            last: VecDeque::new(),
+            total: 0,
+        };
+        for _ in 0..count {
+            returns.push(value);
+        }
+        returns
+    }
+
+    #[test]
+    fn the_run_stops_at_the_target_or_continues_after_it() {
+        let never = AtomicBool::new(false);
+        let at_once = TrainSection {
+            target_return: Some(475.0),
+            ..TrainSection::default()
+        };
+        let mut stop = StopConditions {
+            train: &at_once,
+            deadline: None,
+            target_reached_at: None,
+        };
+        // Under 100 episodes, or under the target: no stop.
+        assert_eq!(stop.reason(&never, 0, &returns_of(500.0, 99)), None);
+        assert_eq!(stop.reason(&never, 0, &returns_of(474.0, 100)), None);
+        let reason = stop.reason(&never, 0, &returns_of(480.0, 100)).unwrap();
+        assert_eq!(reason, "mean return 480.0 over the last 100 episodes reached 475");
+
+        let held = TrainSection {
+            continue_after_target_s: 0.3,
+            ..at_once.clone()
+        };
+        let mut stop = StopConditions {
+            train: &held,
+            deadline: None,
+            target_reached_at: None,
+        };
+        assert_eq!(
+            stop.reason(&never, 0, &returns_of(480.0, 100)),
+            None,
+            "the clock starts"
+        );
+        let first = stop.target_reached_at.unwrap();
+        // Falling back under the target does not restart the clock.
+        assert_eq!(stop.reason(&never, 0, &returns_of(400.0, 100)), None);
+        assert_eq!(stop.target_reached_at, Some(first));
+        std::thread::sleep(Duration::from_millis(350));
+        let reason = stop.reason(&never, 0, &returns_of(400.0, 100)).unwrap();
+        assert!(
+            reason
+                .starts_with("trained 0 s on after the mean return over the last 100 episodes reached 475 (now 400.0)"),
+            "{reason}"
+        );
+        // A signal still ends the run at once.
+        let mut stop = StopConditions {
+            train: &held,
+            deadline: None,
+            target_reached_at: None,
+        };
+        assert_eq!(
+            stop.reason(&AtomicBool::new(true), 0, &returns_of(0.0, 0)).as_deref(),
+            Some("interrupted")
+        );
+    }
 
     #[test]
     fn resume_drops_rows_written_after_the_checkpoint() {

@@ -190,7 +190,9 @@ impl Recorder for TensorBoardRecorder {
     }
 }
 
-/// Prometheus: run totals as counters, the rest as gauges, each with HELP.
+/// Prometheus, by its conventions (`promtool check metrics` is clean): run
+/// totals as counters (`_total`), the rest as gauges, each with HELP; no
+/// per-second gauges (rates are for the scraper).
 pub struct PrometheusRecorder {
     /// Last totals seen per shard (a restarted shard counts from 0 again).
     shard_totals: std::collections::HashMap<String, u64>,
@@ -223,10 +225,6 @@ impl PrometheusRecorder {
         for (tag, help) in [
             ("replay/ratio", "frames consumed / frames produced"),
             ("train/policy_lag", "mean learner version minus behaviour version"),
-            ("throughput/env_frames_per_s", "env frames produced per second"),
-            ("throughput/frames_consumed_per_s", "frames trained on per second"),
-            ("throughput/learner_steps_per_s", "learner steps per second"),
-            ("replay/size", "unrolls in all shards"),
             ("episode/mean_return_100", "mean return of the last 100 episodes"),
         ] {
             metrics::describe_gauge!(gauge_name(tag), help);
@@ -234,11 +232,32 @@ impl PrometheusRecorder {
         for s in r.scalars {
             metrics::describe_gauge!(gauge_name(s.name), s.help);
         }
+        metrics::describe_gauge!("cml_replay_size", "unrolls the shard holds");
+        metrics::describe_gauge!("cml_replay_bytes", "payload bytes the shard holds");
+        metrics::describe_counter!("cml_replay_inserted_total", "unrolls the shard stored");
+        metrics::describe_counter!("cml_replay_sampled_total", "unrolls the shard handed out in batches");
+        metrics::describe_counter!("cml_replay_rejected_total", "inserts the shard refused, by reason");
     }
 }
 
+/// The gauge of a scalar tag: `cml_` + the tag with `/` as `_`. Rates are
+/// left to the scraper (counters above), and `_total` is Prometheus's
+/// counter suffix, so a gauge whose tag ends in `total` gets `_value`
+/// appended (`loss/total` → `cml_loss_total_value`).
 fn gauge_name(tag: &str) -> String {
-    format!("cml_{}", tag.replace('/', "_"))
+    let name = format!("cml_{}", tag.replace('/', "_"));
+    if name.ends_with("_total") {
+        format!("{name}_value")
+    } else {
+        name
+    }
+}
+
+/// The loop's scalars that Prometheus gets as gauges: not the per-second
+/// rates (a scraper computes those from the counters) nor the size summed
+/// over shards (each shard's `cml_replay_size` is there).
+fn is_prometheus_gauge(tag: &str) -> bool {
+    !tag.starts_with("throughput/") && tag != "replay/size"
 }
 
 impl Recorder for PrometheusRecorder {
@@ -248,7 +267,7 @@ impl Recorder for PrometheusRecorder {
         metrics::counter!("cml_frames_consumed_total").absolute(r.frames_consumed);
         metrics::counter!("cml_learner_steps_total").absolute(r.learner_steps);
         metrics::counter!("cml_episodes_total").absolute(r.episodes);
-        for (tag, value) in loop_scalars(r) {
+        for (tag, value) in loop_scalars(r).into_iter().filter(|(tag, _)| is_prometheus_gauge(tag)) {
             metrics::gauge!(gauge_name(tag)).set(value);
         }
         for (spec, value) in r.scalars.iter().zip(r.values) {
@@ -274,8 +293,6 @@ impl Recorder for PrometheusRecorder {
                 .increment(new_since("inserted", stats.inserted_total));
             metrics::counter!("cml_replay_sampled_total", "shard" => s.clone())
                 .increment(new_since("sampled", stats.sampled_total));
-            metrics::gauge!("cml_replay_inserts_per_s", "shard" => s.clone()).set(stats.inserts_per_s);
-            metrics::gauge!("cml_replay_samples_per_s", "shard" => s.clone()).set(stats.samples_per_s);
             for (reason, count) in &stats.rejected {
                 metrics::counter!("cml_replay_rejected_total", "shard" => s.clone(), "reason" => reason.clone())
                     .increment(new_since(&format!("rejected/{reason}"), *count));

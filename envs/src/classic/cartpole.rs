@@ -143,13 +143,7 @@ pub(crate) fn initial_state(rng: &mut NumpyRng) -> [f64; 4] {
 }
 
 impl Env for CartPole {
-    fn observation_space(&self) -> &Space {
-        &self.observation_space
-    }
-
-    fn action_space(&self) -> &Space {
-        &self.action_space
-    }
+    crate::classic::space_accessors!();
 
     fn reset(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Result<(), EnvError> {
         check_observation_buffer(ID, &self.observation_space, obs)?;

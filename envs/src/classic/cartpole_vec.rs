@@ -87,13 +87,7 @@ impl VectorEnv for CartPoleVec {
         self.x.len()
     }
 
-    fn observation_space(&self) -> &Space {
-        &self.observation_space
-    }
-
-    fn action_space(&self) -> &Space {
-        &self.action_space
-    }
+    crate::classic::space_accessors!();
 
     fn reset(&mut self, seed: Option<u64>) -> Result<(), EnvError> {
         for i in 0..self.num_envs() {

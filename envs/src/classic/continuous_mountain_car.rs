@@ -10,18 +10,18 @@
 //! [`Num`] tracks these three kinds so the step reads like the Python. The
 //! reward uses the unclipped action.
 
+use crate::classic::mountain_car::{
+    goal_velocity_param, hill_observation_space, write_hill_observation, MAX_POSITION, MAX_SPEED, MIN_POSITION,
+};
 use crate::classic::{np_pow2, reset_rng};
 use crate::env::{check_observation_buffer, continuous_action, Action, Env, EnvError, Step};
-use crate::params::{ParamReader, Params};
+use crate::params::Params;
 use crate::rng::NumpyRng;
 use crate::space::Space;
 
 const ID: &str = "MountainCarContinuous-v0";
 const MIN_ACTION: f64 = -1.0;
 const MAX_ACTION: f64 = 1.0;
-const MIN_POSITION: f64 = -1.2;
-const MAX_POSITION: f64 = 0.6;
-const MAX_SPEED: f64 = 0.07;
 const GOAL_POSITION: f64 = 0.45;
 const POWER: f64 = 0.0015;
 
@@ -127,19 +127,14 @@ impl MountainCarContinuous {
             state_is_f32: false,
             goal_velocity,
             rng: None,
-            observation_space: Space::bounded(
-                vec![MIN_POSITION as f32, -MAX_SPEED as f32],
-                vec![MAX_POSITION as f32, MAX_SPEED as f32],
-                vec![2],
-            ),
+            observation_space: hill_observation_space(),
             action_space: Space::uniform_box(MIN_ACTION as f32, MAX_ACTION as f32, 1),
         }
     }
 
     /// From the config's `[env.params]`: `goal_velocity` (number).
     pub fn from_params(params: &Params) -> Result<Self, EnvError> {
-        let p = ParamReader::new(ID, params, &["goal_velocity"])?;
-        Ok(Self::new(p.f64_or("goal_velocity", 0.0)?))
+        Ok(Self::new(goal_velocity_param(ID, params)?))
     }
 
     /// The internal state `[position, velocity]`.
@@ -158,28 +153,17 @@ impl MountainCarContinuous {
         self.state = Some(state.map(f64::from));
         self.state_is_f32 = true;
     }
-
-    fn write_obs(state: &[f64; 2], obs: &mut [f32]) {
-        obs[0] = state[0] as f32;
-        obs[1] = state[1] as f32;
-    }
 }
 
 impl Env for MountainCarContinuous {
-    fn observation_space(&self) -> &Space {
-        &self.observation_space
-    }
-
-    fn action_space(&self) -> &Space {
-        &self.action_space
-    }
+    crate::classic::space_accessors!();
 
     fn reset(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Result<(), EnvError> {
         check_observation_buffer(ID, &self.observation_space, obs)?;
         let rng = reset_rng(&mut self.rng, seed);
         let state = [rng.uniform(-0.6, -0.4), 0.0];
         self.set_state(state);
-        Self::write_obs(&state, obs);
+        write_hill_observation(&state, obs);
         Ok(())
     }
 

@@ -48,3 +48,18 @@ pub(crate) fn np_pow2(x: f64) -> f64 {
 pub(crate) fn np_pow2_f32(x: f32) -> f32 {
     x.powf(std::hint::black_box(2.0))
 }
+
+/// The [`crate::Env`] trait's two space accessors, for an env struct with
+/// `observation_space` and `action_space` fields (every env here).
+macro_rules! space_accessors {
+    () => {
+        fn observation_space(&self) -> &$crate::space::Space {
+            &self.observation_space
+        }
+
+        fn action_space(&self) -> &$crate::space::Space {
+            &self.action_space
+        }
+    };
+}
+pub(crate) use space_accessors;

@@ -9,9 +9,10 @@ use crate::rng::NumpyRng;
 use crate::space::Space;
 
 const ID: &str = "MountainCar-v0";
-const MIN_POSITION: f64 = -1.2;
-const MAX_POSITION: f64 = 0.6;
-const MAX_SPEED: f64 = 0.07;
+// Shared with MountainCarContinuous-v0, which has the same hill.
+pub(crate) const MIN_POSITION: f64 = -1.2;
+pub(crate) const MAX_POSITION: f64 = 0.6;
+pub(crate) const MAX_SPEED: f64 = 0.07;
 const GOAL_POSITION: f64 = 0.5;
 const FORCE: f64 = 0.001;
 const GRAVITY: f64 = 0.0025;
@@ -46,19 +47,14 @@ impl MountainCar {
             state: None,
             goal_velocity,
             rng: None,
-            observation_space: Space::bounded(
-                vec![MIN_POSITION as f32, -MAX_SPEED as f32],
-                vec![MAX_POSITION as f32, MAX_SPEED as f32],
-                vec![2],
-            ),
+            observation_space: hill_observation_space(),
             action_space: Space::Discrete(3),
         }
     }
 
     /// From the config's `[env.params]`: `goal_velocity` (number).
     pub fn from_params(params: &Params) -> Result<Self, EnvError> {
-        let p = ParamReader::new(ID, params, &["goal_velocity"])?;
-        Ok(Self::new(p.f64_or("goal_velocity", 0.0)?))
+        Ok(Self::new(goal_velocity_param(ID, params)?))
     }
 
     /// The internal state `[position, velocity]`.
@@ -70,11 +66,26 @@ impl MountainCar {
     pub fn set_state(&mut self, state: [f64; 2]) {
         self.state = Some(state);
     }
+}
 
-    fn write_obs(state: &[f64; 2], obs: &mut [f32]) {
-        obs[0] = state[0] as f32;
-        obs[1] = state[1] as f32;
-    }
+/// Both mountain cars observe `[position, velocity]` within the hill's limits.
+pub(crate) fn hill_observation_space() -> Space {
+    Space::bounded(
+        vec![MIN_POSITION as f32, -MAX_SPEED as f32],
+        vec![MAX_POSITION as f32, MAX_SPEED as f32],
+        vec![2],
+    )
+}
+
+/// The observation of a `[position, velocity]` state (float32 casts).
+pub(crate) fn write_hill_observation(state: &[f64; 2], obs: &mut [f32]) {
+    obs[0] = state[0] as f32;
+    obs[1] = state[1] as f32;
+}
+
+/// Both mountain cars' one parameter, `goal_velocity` (Gymnasium's default 0).
+pub(crate) fn goal_velocity_param(env: &str, params: &Params) -> Result<f64, EnvError> {
+    ParamReader::new(env, params, &["goal_velocity"])?.f64_or("goal_velocity", 0.0)
 }
 
 /// `np.clip(x, lo, hi)` for a float64 scalar.
@@ -87,13 +98,7 @@ fn np_clip(x: f64, lo: f64, hi: f64) -> f64 {
 }
 
 impl Env for MountainCar {
-    fn observation_space(&self) -> &Space {
-        &self.observation_space
-    }
-
-    fn action_space(&self) -> &Space {
-        &self.action_space
-    }
+    crate::classic::space_accessors!();
 
     fn reset(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Result<(), EnvError> {
         check_observation_buffer(ID, &self.observation_space, obs)?;
@@ -101,7 +106,7 @@ impl Env for MountainCar {
         // np.array([np_random.uniform(low=-0.6, high=-0.4), 0])
         let state = [rng.uniform(-0.6, -0.4), 0.0];
         self.state = Some(state);
-        Self::write_obs(&state, obs);
+        write_hill_observation(&state, obs);
         Ok(())
     }
 
@@ -122,7 +127,7 @@ impl Env for MountainCar {
         let terminated = position >= GOAL_POSITION && velocity >= self.goal_velocity;
         let state = [position, velocity];
         self.state = Some(state);
-        Self::write_obs(&state, obs);
+        write_hill_observation(&state, obs);
         Ok(Step {
             reward: -1.0,
             terminated,

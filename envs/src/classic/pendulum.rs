@@ -94,13 +94,7 @@ impl Pendulum {
 }
 
 impl Env for Pendulum {
-    fn observation_space(&self) -> &Space {
-        &self.observation_space
-    }
-
-    fn action_space(&self) -> &Space {
-        &self.action_space
-    }
+    crate::classic::space_accessors!();
 
     fn reset(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Result<(), EnvError> {
         check_observation_buffer(ID, &self.observation_space, obs)?;

@@ -1,0 +1,107 @@
+//! Playing whole episodes with a policy outside training (`cml-rl eval`):
+//! one env, one observation at a time, the policy's most likely action or a
+//! sample from it.
+
+use candle_core::{Device, Tensor};
+use cml_envs::{Action, Env, EnvError};
+use cml_policy::{PolicyNet, PolicyParams};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+use crate::sampler::{sample_categorical, sample_gaussian};
+
+/// Errors while playing: the env's or the network's.
+#[derive(Debug, thiserror::Error)]
+pub enum PlayError {
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    #[error("policy: {0}")]
+    Policy(#[from] cml_policy::PolicyError),
+    #[error("policy: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// One finished episode: its undiscounted return and its length in steps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Episode {
+    pub score: f64,
+    pub length: u64,
+}
+
+/// The index of the largest logit (the first on ties): a categorical
+/// policy's most likely action.
+pub fn greedy_categorical(logits: &[f32]) -> usize {
+    logits
+        .iter()
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |best, (i, &l)| if l > best.1 { (i, l) } else { best },
+        )
+        .0
+}
+
+/// Plays `episodes` episodes of `env` with `net`, resetting episode `i`
+/// with seed `seed + i`: the most likely action at each step (the Gaussian's
+/// mean), or with `sample` a draw from the policy (RNG seeded from `seed`).
+/// The env must end its episodes (a time limit).
+pub fn play_episodes(
+    net: &PolicyNet,
+    env: &mut dyn Env,
+    episodes: usize,
+    seed: u64,
+    sample: bool,
+) -> Result<Vec<Episode>, PlayError> {
+    let obs_dim = env.observation_space().flat_dim();
+    let mut obs = vec![0.0f32; obs_dim];
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut continuous = Vec::new();
+    let mut played = Vec::with_capacity(episodes);
+    for episode in 0..episodes {
+        env.reset(Some(seed.wrapping_add(episode as u64)), &mut obs)?;
+        let mut done = Episode { score: 0.0, length: 0 };
+        loop {
+            let out = net.forward(&Tensor::from_slice(&obs, (1, obs_dim), &Device::Cpu)?)?;
+            let action = match out.policy {
+                PolicyParams::Logits(logits) => {
+                    let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+                    let a = if sample {
+                        sample_categorical(&logits, &mut rng).0 as usize
+                    } else {
+                        greedy_categorical(&logits)
+                    };
+                    Action::Discrete(a as i64)
+                }
+                PolicyParams::Gaussian { mean, log_std } => {
+                    let mean = mean.flatten_all()?.to_vec1::<f32>()?;
+                    continuous.resize(mean.len(), 0.0);
+                    if sample {
+                        sample_gaussian(&mean, &log_std.to_vec1::<f32>()?, &mut rng, &mut continuous);
+                    } else {
+                        continuous.copy_from_slice(&mean);
+                    }
+                    Action::Continuous(&continuous)
+                }
+            };
+            let step = env.step(action, &mut obs)?;
+            done.score += step.reward;
+            done.length += 1;
+            if step.terminated || step.truncated {
+                break;
+            }
+        }
+        played.push(done);
+    }
+    Ok(played)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_takes_the_first_largest_logit() {
+        assert_eq!(greedy_categorical(&[0.1, 2.0, -1.0, 2.0]), 1);
+        assert_eq!(greedy_categorical(&[-3.0]), 0);
+    }
+}
