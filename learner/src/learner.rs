@@ -45,7 +45,12 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     if cfg!(feature = "cuda") {
         Device::new_cuda(ordinal).map_err(|e| LearnerError::CudaUnavailable {
             device: spec.to_string(),
-            reason: e.to_string(),
+            // The driver's message, without the backtrace candle attaches
+            // under RUST_BACKTRACE.
+            reason: match e {
+                candle_core::Error::WithBacktrace { inner, .. } => inner.to_string(),
+                e => e.to_string(),
+            },
         })
     } else {
         let _ = ordinal;
