@@ -35,10 +35,13 @@ pub enum Command {
         #[arg(long, value_name = "RUN_DIR")]
         resume: Option<PathBuf>,
     },
-    /// Run a checkpoint's policy and print mean ± std return and length.
+    /// Run a checkpoint's policy and print mean ± std return and length;
+    /// with several checkpoints (of one env), play each on the same seeds
+    /// and give each one's difference from the first with a 95% interval.
     Eval {
-        /// A checkpoint file (RUN_DIR/checkpoints/ckpt-*.safetensors).
-        checkpoint: PathBuf,
+        /// Checkpoint files (RUN_DIR/checkpoints/ckpt-*.safetensors).
+        #[arg(required = true)]
+        checkpoints: Vec<PathBuf>,
         #[arg(long, default_value_t = 100)]
         episodes: usize,
         /// Sample actions from the policy instead of taking the most likely.
@@ -165,12 +168,15 @@ fn init_logging() {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Eval {
-            checkpoint,
+            checkpoints,
             episodes,
             sample,
             config,
             json,
-        } => crate::eval::run_eval(&checkpoint, config.as_deref(), episodes, sample, json),
+        } => match checkpoints.as_slice() {
+            [one] => crate::eval::run_eval(one, config.as_deref(), episodes, sample, json),
+            several => crate::eval_compare::run_compare(several, config.as_deref(), episodes, sample, json),
+        },
         Command::Train { config, resume } => crate::train::run_train(config.as_deref(), resume.as_deref()),
         Command::Learner {
             config,

@@ -6,6 +6,7 @@ pub mod actor_role;
 pub mod cli;
 pub mod config;
 pub mod eval;
+pub mod eval_compare;
 pub mod learner_role;
 pub mod replay_load;
 pub mod replay_role;

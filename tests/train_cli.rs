@@ -215,6 +215,71 @@ fn train_interrupt_resume_and_eval() {
     assert_eq!(report["episodes"], 3);
     assert_eq!(report["returns"].as_array().unwrap().len(), 3);
     assert!(report["mean_return"].as_f64().unwrap() >= 1.0);
+
+    // Two checkpoints side by side, on the same seeds.
+    let first = checkpoints(&run).first().cloned().unwrap();
+    let out = Command::new(bin)
+        .args([
+            "eval",
+            first.to_str().unwrap(),
+            last.to_str().unwrap(),
+            "--episodes",
+            "4",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (reports, diffs) = (c["reports"].as_array().unwrap(), c["differences"].as_array().unwrap());
+    assert_eq!((reports.len(), diffs.len(), c["episodes"].as_u64()), (2, 1, Some(4)));
+    let returns = |i: usize| -> Vec<f64> {
+        reports[i]["returns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_f64().unwrap())
+            .collect()
+    };
+    let paired: f64 = returns(1).iter().zip(returns(0)).map(|(b, a)| b - a).sum::<f64>() / 4.0;
+    let d = &diffs[0];
+    assert!((d["mean"].as_f64().unwrap() - paired).abs() < 1e-9, "{c}");
+    assert!(
+        d["low"].as_f64().unwrap() <= paired && paired <= d["high"].as_f64().unwrap(),
+        "{c}"
+    );
+    // The same checkpoint twice: the same episodes, a zero difference.
+    let out = Command::new(bin)
+        .args([
+            "eval",
+            last.to_str().unwrap(),
+            last.to_str().unwrap(),
+            "--episodes",
+            "3",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(c["reports"][0]["returns"], c["reports"][1]["returns"]);
+    assert_eq!(c["differences"][0]["mean"].as_f64(), Some(0.0));
+    // A checkpoint of another env is refused before anything is played.
+    let other = dir.join("other-run");
+    std::fs::create_dir_all(other.join("checkpoints")).unwrap();
+    let text = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    std::fs::write(other.join("config.toml"), text.replace("CartPole-v1", "Acrobot-v1")).unwrap();
+    let foreign = other.join("checkpoints").join(last.file_name().unwrap());
+    std::fs::copy(&last, &foreign).unwrap();
+    let out = Command::new(bin)
+        .args(["eval", last.to_str().unwrap(), foreign.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("checkpoints of different envs") && stderr.contains("Acrobot-v1"),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
