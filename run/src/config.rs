@@ -52,6 +52,13 @@ pub struct LearnerSection {
     /// Serve Prometheus metrics on `http://{metrics_host}:{metrics_port}/metrics`.
     pub metrics_port: Option<u16>,
     pub metrics_host: String,
+    /// Serve the live dashboard on `http://{dashboard_host}:{dashboard_port}/`.
+    pub dashboard_port: Option<u16>,
+    /// Loopback by default; any other address needs `dashboard_token`.
+    pub dashboard_host: String,
+    /// Required by the dashboard (`?token=` or `Authorization: Bearer`)
+    /// when set; must be set when `dashboard_host` is not loopback.
+    pub dashboard_token: Option<String>,
 }
 
 impl Default for LearnerSection {
@@ -73,6 +80,9 @@ impl Default for LearnerSection {
             report_interval_s: 1.0,
             metrics_port: None,
             metrics_host: "127.0.0.1".into(),
+            dashboard_port: None,
+            dashboard_host: "127.0.0.1".into(),
+            dashboard_token: None,
         }
     }
 }
@@ -115,7 +125,28 @@ impl LearnerSection {
             }
         }
         check_seconds("checkpoint_interval_s", self.checkpoint_interval_s)?;
-        check_seconds("report_interval_s", self.report_interval_s)
+        check_seconds("report_interval_s", self.report_interval_s)?;
+        self.dashboard_address().map(|_| ())
+    }
+
+    /// Where the dashboard listens, if it is on: `dashboard_host` must be an
+    /// IP address, and a non-loopback one needs a `dashboard_token` (at
+    /// least 16 characters).
+    pub fn dashboard_address(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        let Some(port) = self.dashboard_port else {
+            return Ok(None);
+        };
+        let ip: std::net::IpAddr = self
+            .dashboard_host
+            .parse()
+            .map_err(|_| format!("dashboard_host: {:?} is not an IP address", self.dashboard_host))?;
+        match &self.dashboard_token {
+            Some(token) if token.chars().count() < 16 => Err("dashboard_token: at least 16 characters".to_string()),
+            None if !ip.is_loopback() => Err(format!(
+                "dashboard_token: required when dashboard_host ({ip}) is not a loopback address"
+            )),
+            _ => Ok(Some(std::net::SocketAddr::new(ip, port))),
+        }
     }
 }
 
@@ -163,5 +194,42 @@ impl TrainSection {
             check_seconds("continue_after_target_s", self.continue_after_target_s)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dashboard_needs_a_token_off_loopback() {
+        let on = |host: &str, token: Option<&str>| LearnerSection {
+            dashboard_port: Some(8080),
+            dashboard_host: host.into(),
+            dashboard_token: token.map(String::from),
+            ..LearnerSection::default()
+        };
+        assert_eq!(LearnerSection::default().dashboard_address(), Ok(None));
+        assert_eq!(
+            on("127.0.0.1", None).dashboard_address(),
+            Ok(Some(([127, 0, 0, 1], 8080).into()))
+        );
+        assert_eq!(
+            on("::1", None)
+                .dashboard_address()
+                .map(|a| a.map(|a| a.ip().is_loopback())),
+            Ok(Some(true))
+        );
+        let e = on("0.0.0.0", None).validate().unwrap_err();
+        assert!(e.starts_with("dashboard_token: required"), "{e}");
+        assert!(on("0.0.0.0", Some("sixteen-chars-ok")).validate().is_ok());
+        assert!(on("0.0.0.0", Some("short"))
+            .validate()
+            .unwrap_err()
+            .contains("at least 16"));
+        assert!(on("example.org", None)
+            .validate()
+            .unwrap_err()
+            .contains("not an IP address"));
     }
 }

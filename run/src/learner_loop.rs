@@ -15,6 +15,7 @@ use cml_proto::{SharedKey, SocketOptions, UnrollLayout};
 use cml_replay::{InsertCounting, ReplayClient, SampledBatch};
 
 use crate::config::{LearnerSection, TrainSection};
+use crate::dashboard::DashboardRecorder;
 use crate::recorders::{CsvRecorder, ProgressRecorder, PrometheusRecorder, Recorder, Report, TensorBoardRecorder};
 use crate::RunError;
 
@@ -306,6 +307,18 @@ pub fn run_learner(
         }
         None => false,
     };
+    let dashboard = match learner
+        .dashboard_address()
+        .map_err(|e| RunError::Config(format!("learner.{e}")))?
+    {
+        Some(address) => {
+            let dashboard = DashboardRecorder::serve(address, learner.dashboard_token.clone())?;
+            println!("dashboard: http://{}/", dashboard.address());
+            recorders.push(Box::new(dashboard));
+            true
+        }
+        None => false,
+    };
     let mut publisher = WeightPublisher::start(
         &setup.key,
         &setup.sockets,
@@ -432,7 +445,7 @@ pub fn run_learner(
         let ending = stop_conditions.reason(stop, produced, &returns);
         if ending.is_some() || since.at.elapsed().as_secs_f64() >= learner.report_interval_s {
             let elapsed = since.at.elapsed().as_secs_f64().max(1e-9);
-            let shards = if prometheus {
+            let shards = if prometheus || dashboard {
                 (0..replay.shards())
                     .filter_map(|i| replay.stats(i, Duration::from_millis(200)).ok().map(|s| (i, s)))
                     .collect()

@@ -15,6 +15,7 @@
 
 pub mod algorithms;
 pub mod config;
+pub mod dashboard;
 pub mod learner_loop;
 pub mod plumbing;
 pub mod recorders;
