@@ -21,7 +21,7 @@ use cml_proto::ShardStats;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::recorders::{Recorder, Report};
+use crate::recorders::{Figures, Recorder, Report};
 use crate::RunError;
 
 /// The page: HTML, CSS and JavaScript in one file, no external assets.
@@ -36,16 +36,8 @@ const MAX_POINTS: usize = 4096;
 pub struct Point {
     /// Report number in this learner process, from 1.
     pub seq: u64,
-    pub wall_s: f64,
-    pub env_frames: u64,
-    pub frames_consumed: u64,
-    pub learner_steps: u64,
-    pub episodes: u64,
-    pub mean_return_100: Option<f64>,
-    pub replay_ratio: f64,
-    pub policy_lag: f64,
-    pub env_frames_per_s: f64,
-    pub frames_consumed_per_s: f64,
+    #[serde(flatten)]
+    pub figures: Figures,
     /// The algorithm's scalars, in the order of `DashboardState::scalars`.
     pub values: Vec<f64>,
 }
@@ -92,16 +84,7 @@ impl DashboardState {
         }
         self.points.push(Point {
             seq: self.latest_seq,
-            wall_s: r.wall_s,
-            env_frames: r.env_frames,
-            frames_consumed: r.frames_consumed,
-            learner_steps: r.learner_steps,
-            episodes: r.episodes,
-            mean_return_100: r.mean_return_100,
-            replay_ratio: r.replay_ratio,
-            policy_lag: r.policy_lag,
-            env_frames_per_s: r.env_frames_per_s,
-            frames_consumed_per_s: r.frames_consumed_per_s,
+            figures: r.figures,
             values: r.values.to_vec(),
         });
         if !r.shards.is_empty() {
@@ -277,18 +260,12 @@ mod tests {
 
     fn report<'a>(frames: u64, scalars: &'a [ScalarSpec], values: &'a [f64]) -> Report<'a> {
         Report {
-            wall_s: frames as f64,
-            env_frames: frames,
-            frames_consumed: frames,
-            learner_steps: 1,
-            episodes: 1,
-            mean_return_100: Some(1.0),
-            replay_ratio: 1.0,
-            policy_lag: 0.0,
-            env_frames_per_s: 1.0,
-            frames_consumed_per_s: 1.0,
-            learner_steps_per_s: 1.0,
-            replay_size: 0,
+            figures: Figures {
+                wall_s: frames as f64,
+                env_frames: frames,
+                mean_return_100: Some(1.0),
+                ..Figures::default()
+            },
             scalars,
             values,
             shards: &[],

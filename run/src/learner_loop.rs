@@ -16,7 +16,9 @@ use cml_replay::{InsertCounting, ReplayClient, SampledBatch};
 
 use crate::config::{LearnerSection, TrainSection};
 use crate::dashboard::DashboardRecorder;
-use crate::recorders::{CsvRecorder, ProgressRecorder, PrometheusRecorder, Recorder, Report, TensorBoardRecorder};
+use crate::recorders::{
+    CsvRecorder, Figures, ProgressRecorder, PrometheusRecorder, Recorder, Report, TensorBoardRecorder,
+};
 use crate::RunError;
 
 /// How the learner is run.
@@ -453,26 +455,28 @@ pub fn run_learner(
                 Vec::new()
             };
             let report = Report {
-                wall_s: trained_s(),
-                env_frames: produced,
-                frames_consumed,
-                learner_steps: algorithm.steps(),
-                episodes: returns.total,
-                mean_return_100: returns.mean(),
-                replay_ratio: if produced > 0 {
-                    frames_consumed as f64 / produced as f64
-                } else {
-                    0.0
+                figures: Figures {
+                    wall_s: trained_s(),
+                    env_frames: produced,
+                    frames_consumed,
+                    learner_steps: algorithm.steps(),
+                    episodes: returns.total,
+                    mean_return_100: returns.mean(),
+                    replay_ratio: if produced > 0 {
+                        frames_consumed as f64 / produced as f64
+                    } else {
+                        0.0
+                    },
+                    policy_lag: if since.lag_count > 0 {
+                        since.lag_sum / since.lag_count as f64
+                    } else {
+                        0.0
+                    },
+                    env_frames_per_s: produced.saturating_sub(since.env_frames) as f64 / elapsed,
+                    frames_consumed_per_s: (frames_consumed - since.frames_consumed) as f64 / elapsed,
+                    learner_steps_per_s: (algorithm.steps() - since.steps) as f64 / elapsed,
+                    replay_size: batch.replay_size,
                 },
-                policy_lag: if since.lag_count > 0 {
-                    since.lag_sum / since.lag_count as f64
-                } else {
-                    0.0
-                },
-                env_frames_per_s: produced.saturating_sub(since.env_frames) as f64 / elapsed,
-                frames_consumed_per_s: (frames_consumed - since.frames_consumed) as f64 / elapsed,
-                learner_steps_per_s: (algorithm.steps() - since.steps) as f64 / elapsed,
-                replay_size: batch.replay_size,
                 scalars: algorithm.scalars(),
                 values: &outcome.scalars,
                 shards: &shards,

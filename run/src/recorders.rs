@@ -12,8 +12,9 @@ use cml_proto::ShardStats;
 use crate::tensorboard::EventWriter;
 use crate::RunError;
 
-/// One report of the learner loop.
-pub struct Report<'a> {
+/// The loop's own figures of one report (the algorithm's scalars aside).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Figures {
     /// Seconds trained, over every resume.
     pub wall_s: f64,
     /// Env frames the actors produced (the shards' accepted inserts × T).
@@ -34,10 +35,16 @@ pub struct Report<'a> {
     pub learner_steps_per_s: f64,
     /// Unrolls in all shards together.
     pub replay_size: u64,
+}
+
+/// One report of the learner loop.
+pub struct Report<'a> {
+    pub figures: Figures,
     /// The algorithm's scalars and their values of the last step.
     pub scalars: &'a [ScalarSpec],
     pub values: &'a [f64],
-    /// Each shard's statistics (asked for only when Prometheus is on).
+    /// Each shard's statistics (asked for only when Prometheus or the
+    /// dashboard is on).
     pub shards: &'a [(usize, ShardStats)],
 }
 
@@ -120,18 +127,18 @@ impl CsvRecorder {
 impl Recorder for CsvRecorder {
     fn record(&mut self, r: &Report<'_>) -> Result<(), RunError> {
         let mut row = vec![
-            format!("{:.3}", r.wall_s),
-            r.env_frames.to_string(),
-            r.learner_steps.to_string(),
-            r.episodes.to_string(),
-            r.mean_return_100.map_or(String::new(), |m| format!("{m:.3}")),
-            r.frames_consumed.to_string(),
-            format!("{:.4}", r.replay_ratio),
-            format!("{:.3}", r.policy_lag),
-            format!("{:.1}", r.env_frames_per_s),
-            format!("{:.1}", r.frames_consumed_per_s),
-            format!("{:.2}", r.learner_steps_per_s),
-            r.replay_size.to_string(),
+            format!("{:.3}", r.figures.wall_s),
+            r.figures.env_frames.to_string(),
+            r.figures.learner_steps.to_string(),
+            r.figures.episodes.to_string(),
+            r.figures.mean_return_100.map_or(String::new(), |m| format!("{m:.3}")),
+            r.figures.frames_consumed.to_string(),
+            format!("{:.4}", r.figures.replay_ratio),
+            format!("{:.3}", r.figures.policy_lag),
+            format!("{:.1}", r.figures.env_frames_per_s),
+            format!("{:.1}", r.figures.frames_consumed_per_s),
+            format!("{:.2}", r.figures.learner_steps_per_s),
+            r.figures.replay_size.to_string(),
         ];
         row.extend(r.values.iter().map(|v| v.to_string()));
         self.writer
@@ -148,14 +155,14 @@ impl Recorder for CsvRecorder {
 /// The loop's own scalars as (TensorBoard tag, value).
 fn loop_scalars(r: &Report<'_>) -> Vec<(&'static str, f64)> {
     let mut out = vec![
-        ("replay/ratio", r.replay_ratio),
-        ("train/policy_lag", r.policy_lag),
-        ("throughput/env_frames_per_s", r.env_frames_per_s),
-        ("throughput/frames_consumed_per_s", r.frames_consumed_per_s),
-        ("throughput/learner_steps_per_s", r.learner_steps_per_s),
-        ("replay/size", r.replay_size as f64),
+        ("replay/ratio", r.figures.replay_ratio),
+        ("train/policy_lag", r.figures.policy_lag),
+        ("throughput/env_frames_per_s", r.figures.env_frames_per_s),
+        ("throughput/frames_consumed_per_s", r.figures.frames_consumed_per_s),
+        ("throughput/learner_steps_per_s", r.figures.learner_steps_per_s),
+        ("replay/size", r.figures.replay_size as f64),
     ];
-    if let Some(m) = r.mean_return_100 {
+    if let Some(m) = r.figures.mean_return_100 {
         out.push(("episode/mean_return_100", m));
     }
     out
@@ -179,7 +186,9 @@ impl Recorder for TensorBoardRecorder {
         let mut scalars: Vec<(&str, f32)> = loop_scalars(r).into_iter().map(|(k, v)| (k, v as f32)).collect();
         scalars.extend(r.scalars.iter().zip(r.values).map(|(s, v)| (s.name, *v as f32)));
         let io = |e| RunError::io(Path::new("tensorboard"), e);
-        self.writer.add_scalars(&scalars, r.env_frames as i64).map_err(io)?;
+        self.writer
+            .add_scalars(&scalars, r.figures.env_frames as i64)
+            .map_err(io)?;
         self.writer.flush().map_err(io)
     }
 
@@ -263,10 +272,10 @@ fn is_prometheus_gauge(tag: &str) -> bool {
 impl Recorder for PrometheusRecorder {
     fn record(&mut self, r: &Report<'_>) -> Result<(), RunError> {
         self.describe(r);
-        metrics::counter!("cml_env_frames_total").absolute(r.env_frames);
-        metrics::counter!("cml_frames_consumed_total").absolute(r.frames_consumed);
-        metrics::counter!("cml_learner_steps_total").absolute(r.learner_steps);
-        metrics::counter!("cml_episodes_total").absolute(r.episodes);
+        metrics::counter!("cml_env_frames_total").absolute(r.figures.env_frames);
+        metrics::counter!("cml_frames_consumed_total").absolute(r.figures.frames_consumed);
+        metrics::counter!("cml_learner_steps_total").absolute(r.figures.learner_steps);
+        metrics::counter!("cml_episodes_total").absolute(r.figures.episodes);
         for (tag, value) in loop_scalars(r).into_iter().filter(|(tag, _)| is_prometheus_gauge(tag)) {
             metrics::gauge!(gauge_name(tag)).set(value);
         }
@@ -323,14 +332,14 @@ impl Recorder for ProgressRecorder {
     fn record(&mut self, r: &Report<'_>) -> Result<(), RunError> {
         let line = format!(
             "frames {} ({:.0}/s) | consumed {} (ratio {:.2}) | return {} | steps {} ({:.1}/s) | lag {:.1}",
-            r.env_frames,
-            r.env_frames_per_s,
-            r.frames_consumed,
-            r.replay_ratio,
-            r.mean_return_100.map_or("-".to_string(), |m| format!("{m:.1}")),
-            r.learner_steps,
-            r.learner_steps_per_s,
-            r.policy_lag
+            r.figures.env_frames,
+            r.figures.env_frames_per_s,
+            r.figures.frames_consumed,
+            r.figures.replay_ratio,
+            r.figures.mean_return_100.map_or("-".to_string(), |m| format!("{m:.1}")),
+            r.figures.learner_steps,
+            r.figures.learner_steps_per_s,
+            r.figures.policy_lag
         );
         match &self.bar {
             Some(bar) => bar.set_message(line),
