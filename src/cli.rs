@@ -54,6 +54,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Draw the learning curves of one or more runs (their metrics.csv)
+    /// into one PNG, with the run names as the legend.
+    Plot {
+        /// Run directories (each with a metrics.csv).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// The PNG to write.
+        #[arg(short = 'o', long = "output", default_value = "curves.png")]
+        output: PathBuf,
+        /// The x axis.
+        #[arg(long, value_enum, default_value = "frames")]
+        x: crate::plot::XAxis,
+    },
     /// Run the learner alone (cluster runs): samples from the shards, trains,
     /// broadcasts weights, writes a run directory.
     Learner {
@@ -177,6 +190,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             [one] => crate::eval::run_eval(one, config.as_deref(), episodes, sample, json),
             several => crate::eval_compare::run_compare(several, config.as_deref(), episodes, sample, json),
         },
+        Command::Plot { runs, output, x } => crate::plot::run_plot(&runs, &output, x),
         Command::Train { config, resume } => crate::train::run_train(config.as_deref(), resume.as_deref()),
         Command::Learner {
             config,

@@ -8,6 +8,7 @@ pub mod config;
 pub mod eval;
 pub mod eval_compare;
 pub mod learner_role;
+pub mod plot;
 pub mod replay_load;
 pub mod replay_role;
 pub mod rollout;

@@ -127,3 +127,58 @@ fn huge_durations_on_the_command_line_are_errors_not_panics() {
         );
     }
 }
+
+/// A run directory holding a metrics.csv with a mean return of `f(i)` at
+/// report i (the loop's own columns, as the learner writes them).
+fn fake_run(name: &str, f: impl Fn(u64) -> f64) -> PathBuf {
+    let dir = std::env::temp_dir()
+        .join(format!("cml-plot-{}", std::process::id()))
+        .join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut csv = String::from("wall_s,env_frames,learner_steps,episodes,mean_return_100,frames_consumed\n");
+    for i in 1..=50u64 {
+        csv += &format!("{},{},{i},{i},{},{}\n", i as f64 * 0.5, i * 1000, f(i), i * 1000);
+    }
+    std::fs::write(dir.join("metrics.csv"), csv).unwrap();
+    dir
+}
+
+#[test]
+fn plot_draws_every_run_into_one_png() {
+    let rising = fake_run("rising", |i| i as f64 * 10.0);
+    let flat = fake_run("flat", |_| 100.0);
+    let out = rising.parent().unwrap().join("curves.png");
+    let _ = std::fs::remove_file(&out);
+    let done = cml_rl(&[
+        "plot",
+        rising.to_str().unwrap(),
+        flat.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let image = image::open(&out).expect("a PNG").to_rgb8();
+    assert_eq!(image.dimensions(), (1000, 600));
+    // Each run's curve is drawn in its own colour (plotters' Palette99 0 and 1).
+    for (run, colour) in [("rising", [230u8, 25, 75]), ("flat", [60, 180, 75])] {
+        let pixels = image.pixels().filter(|p| p.0 == colour).count();
+        assert!(pixels > 500, "{run}: {pixels} pixels of its colour");
+    }
+    // --x seconds reads wall_s instead; a run without metrics.csv is an error naming it.
+    let done = cml_rl(&[
+        "plot",
+        flat.to_str().unwrap(),
+        "--x",
+        "seconds",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(done.status.success());
+    let missing = flat.parent().unwrap().join("no-such-run");
+    let done = cml_rl(&["plot", missing.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(
+        !done.status.success() && stderr.contains("no-such-run/metrics.csv"),
+        "{stderr}"
+    );
+}
