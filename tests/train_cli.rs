@@ -138,6 +138,28 @@ fn train_interrupt_resume_and_eval() {
         assert!(!page.contains(gone), "{gone} on /metrics:\n{page}");
     }
     promtool_finds_nothing(&page);
+    // Every metric the shipped Grafana dashboard queries is on the page.
+    let grafana =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/cml-rl.json")).unwrap();
+    let mut queried: Vec<&str> = grafana
+        .match_indices("cml_")
+        .map(|(at, _)| {
+            let rest = &grafana[at..];
+            &rest[..rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len())]
+        })
+        .filter(|name| name.len() > "cml_".len())
+        .collect();
+    queried.sort_unstable();
+    queried.dedup();
+    assert!(queried.len() >= 15, "{queried:?}");
+    for name in queried {
+        assert!(
+            page.contains(&format!("\n{name}")),
+            "the Grafana dashboard queries {name}, not on /metrics"
+        );
+    }
     let pid = train.0.id().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
     let status = wait_exit(&mut train, Duration::from_secs(20));
