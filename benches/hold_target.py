@@ -58,6 +58,7 @@ def main():
     p.add_argument("--hold", type=float, default=60.0)
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--eval-score", type=float, default=500.0)
+    p.add_argument("--hold-min", type=float, default=450.0, help="the mean a run must keep in the hold window")
     p.add_argument("--bin", default="target/release/cml-rl")
     p.add_argument("--max-seconds", type=float, default=600.0, help="give up on a run after this long")
     args = p.parse_args()
@@ -85,11 +86,14 @@ def main():
             sys.exit(f"seed {seed}: cml-rl train failed:\n{out.stdout}\n{out.stderr}")
         (run_dir,) = set(glob.glob(os.path.join(work, "runs", "*"))) - before
         with open(os.path.join(run_dir, "metrics.csv")) as f:
-            metrics = [r for r in csv.DictReader(f) if r["mean_return_100"] not in ("", "nan")]
+            # Reports over a full window of 100 episodes, as the learner's stop test.
+            metrics = [
+                r for r in csv.DictReader(f) if r["mean_return_100"] not in ("", "nan") and int(r["episodes"]) >= 100
+            ]
         reached = next((r for r in metrics if float(r["mean_return_100"]) >= target), None)
         row = {"seed": seed, "run_dir": run_dir}
         if reached is None:
-            row.update(reach_s=None, reach_frames=None, hold_min=None)
+            row.update(reach_s=None, reach_frames=None, hold_min=None, hold_s=None)
         else:
             t0 = float(reached["wall_s"])
             after = [float(r["mean_return_100"]) for r in metrics if t0 <= float(r["wall_s"]) <= t0 + args.hold]
@@ -100,6 +104,8 @@ def main():
                 hold_s=round(float(metrics[-1]["wall_s"]) - t0, 1),
             )
         checkpoints = sorted(glob.glob(os.path.join(run_dir, "checkpoints", "ckpt-*.safetensors")))
+        if not checkpoints:
+            sys.exit(f"seed {seed}: {run_dir} has no checkpoint")
         ev = subprocess.run(
             [args.bin, "eval", checkpoints[-1], "--episodes", str(args.episodes), "--json"],
             capture_output=True,
@@ -118,7 +124,8 @@ def main():
                 "config": args.config,
                 "runs": len(rows),
                 "reached": len(held),
-                "held_above_450": sum(r["hold_min"] >= 450 for r in held),
+                "held": sum(r["hold_min"] >= args.hold_min for r in held),
+                "hold_min_required": args.hold_min,
                 "worst_hold_min": min((r["hold_min"] for r in held), default=None),
                 "eval": [r["eval"] for r in rows],
             }

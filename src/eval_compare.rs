@@ -31,11 +31,22 @@ pub struct Comparison {
 }
 
 /// Two-sided 95% quantiles of Student's t for 1..=30 degrees of freedom;
-/// beyond, the normal's 1.96 (off by under 2% at 30).
+/// beyond, [`t_95`]'s expansion.
 const T_95: [f64; 30] = [
     12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120,
     2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
 ];
+
+/// The two-sided 95% quantile of Student's t with `df` degrees of freedom:
+/// the table up to 30, then the Cornish–Fisher expansion around the
+/// normal's 1.959964 (within 1e-3 of the exact value from 31 on).
+pub fn t_95(df: usize) -> f64 {
+    if let Some(t) = df.checked_sub(1).and_then(|i| T_95.get(i)) {
+        return *t;
+    }
+    let (z, v) = (1.959_964f64, df.max(1) as f64);
+    z + (z.powi(3) + z) / (4.0 * v) + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * v * v)
+}
 
 /// The mean of `b[i] − a[i]` and its 95% interval (a zero-width interval
 /// for a single episode, where there is no spread to measure).
@@ -47,7 +58,7 @@ pub fn paired_difference(a: &[f64], b: &[f64]) -> (f64, f64, f64) {
         return (mean, mean, mean);
     }
     let sample_std = population_std * (n as f64 / (n - 1) as f64).sqrt();
-    let t = T_95.get(n - 2).copied().unwrap_or(1.96);
+    let t = t_95(n - 1);
     let half = t * sample_std / (n as f64).sqrt();
     (mean, mean - half, mean + half)
 }
@@ -73,15 +84,19 @@ pub fn compare(
     let env = &first_config.env;
     for (checkpoint, other) in checkpoints.iter().zip(&configs).skip(1) {
         let o = &other.env;
-        if (o.id.as_str(), o.max_episode_steps) != (env.id.as_str(), env.max_episode_steps) {
+        // The time limit each one plays with: its config's, else the registry's.
+        let limit = |c: &Config| -> anyhow::Result<Option<u64>> {
+            Ok(c.env.max_episode_steps.or(cml_envs::max_episode_steps(&c.env.id)?))
+        };
+        if (o.id.as_str(), limit(other)?) != (env.id.as_str(), limit(first_config)?) {
             anyhow::bail!(
                 "checkpoints of different envs: {} plays {} (max_episode_steps {:?}), {} plays {} (max_episode_steps {:?})",
                 first.display(),
                 env.id,
-                env.max_episode_steps,
+                limit(first_config)?,
                 checkpoint.display(),
                 o.id,
-                o.max_episode_steps
+                limit(other)?
             );
         }
         // The same env with other parameters (or a default written out):
@@ -178,11 +193,27 @@ mod tests {
         assert_eq!(paired_difference(&[5.0, 7.0], &[5.0, 7.0]), (0.0, 0.0, 0.0));
         // One episode: no spread.
         assert_eq!(paired_difference(&[1.0], &[4.0]), (3.0, 3.0, 3.0));
-        // Many episodes: the normal quantile.
+        // Many episodes: t(99) = 1.984.
         let a = vec![0.0; 100];
         let b: Vec<f64> = (0..100).map(|i| f64::from(i % 2)).collect();
         let (mean, low, _) = paired_difference(&a, &b);
         let sample_std = (0.25f64 * 100.0 / 99.0).sqrt();
-        assert!((mean - 0.5).abs() < 1e-12 && (mean - low - 1.96 * sample_std / 10.0).abs() < 1e-9);
+        assert!((mean - 0.5).abs() < 1e-12 && (mean - low - t_95(99) * sample_std / 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn t_quantiles_match_the_exact_values() {
+        // Exact two-sided 95% quantiles (scipy.stats.t.ppf(0.975, df)).
+        for (df, exact) in [
+            (1, 12.706),
+            (30, 2.042),
+            (31, 2.0395),
+            (40, 2.0211),
+            (60, 2.0003),
+            (120, 1.9799),
+            (1000, 1.9623),
+        ] {
+            assert!((t_95(df) - exact).abs() < 1.5e-3, "df {df}: {} vs {exact}", t_95(df));
+        }
     }
 }

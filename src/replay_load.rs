@@ -57,7 +57,7 @@ pub fn run_load(config: &Config, options: &LoadOptions) -> anyhow::Result<()> {
     let mut per_shard = vec![0u64; endpoints.len()];
     let batch = options.batch.max(1);
     while sent < options.unrolls {
-        let n = batch.min((options.unrolls - sent) as u32);
+        let n = u64::from(batch).min(options.unrolls - sent) as u32;
         let message = synthetic_unrolls(&layout, options.actor_id, sent, n);
         let Some(shard) = inserter.send(message, options.timeout)? else {
             anyhow::bail!("no shard gave credit for {:?} after {sent} unrolls", options.timeout);

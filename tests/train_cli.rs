@@ -155,8 +155,9 @@ fn train_interrupt_resume_and_eval() {
     queried.dedup();
     assert!(queried.len() >= 15, "{queried:?}");
     for name in queried {
+        // The whole name: followed by its labels or its value.
         assert!(
-            page.contains(&format!("\n{name}")),
+            page.contains(&format!("\n{name} ")) || page.contains(&format!("\n{name}{{")),
             "the Grafana dashboard queries {name}, not on /metrics"
         );
     }

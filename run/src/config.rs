@@ -192,6 +192,9 @@ impl TrainSection {
         }
         if self.continue_after_target_s != 0.0 {
             check_seconds("continue_after_target_s", self.continue_after_target_s)?;
+            if self.target_return.is_none() {
+                return Err("continue_after_target_s: needs target_return".into());
+            }
         }
         Ok(())
     }

@@ -27,8 +27,9 @@ use crate::RunError;
 /// The page: HTML, CSS and JavaScript in one file, no external assets.
 const PAGE: &str = include_str!("dashboard.html");
 
-/// Points kept; past this every other old point is dropped, so a long run
-/// keeps its whole curve at a coarser grain.
+/// Points kept. Past this the grain doubles: only reports whose `seq` is a
+/// multiple of the stride stay (plus the first and the newest), so a long
+/// run keeps its whole curve, evenly spaced, at a coarser grain.
 const MAX_POINTS: usize = 4096;
 
 /// One report, as the page draws it.
@@ -58,6 +59,12 @@ pub struct DashboardState {
     pub shards: Vec<ShardStats>,
     /// `seq` of the newest point (0 before the first report).
     pub latest_seq: u64,
+    /// Identifies this learner process (its start time in Unix
+    /// milliseconds): a poller that sees it change starts over.
+    pub process: u64,
+    /// Every `stride`-th report is kept (1, 2, 4, ... as the run grows).
+    #[serde(skip)]
+    stride: u64,
 }
 
 impl DashboardState {
@@ -73,20 +80,24 @@ impl DashboardState {
                 .collect();
         }
         self.latest_seq += 1;
-        if self.points.len() >= MAX_POINTS {
-            // Thin the older half: keep every other point.
-            let half = self.points.len() / 2;
-            let mut i = 0;
-            self.points.retain(|_| {
-                i += 1;
-                i > half || i % 2 == 0
-            });
+        let stride = self.stride.max(1);
+        let on_grid = |seq: u64| seq == 1 || seq % stride == 0;
+        // The previous newest point stays only if it is on the grid.
+        if self.points.last().is_some_and(|p| !on_grid(p.seq)) {
+            self.points.pop();
         }
         self.points.push(Point {
             seq: self.latest_seq,
             figures: r.figures,
             values: r.values.to_vec(),
         });
+        if self.points.len() > MAX_POINTS {
+            // Double the grain of the whole curve.
+            self.stride = stride * 2;
+            let (stride, newest) = (self.stride, self.latest_seq);
+            self.points
+                .retain(|p| p.seq == 1 || p.seq % stride == 0 || p.seq == newest);
+        }
         if !r.shards.is_empty() {
             self.shards = r.shards.iter().map(|(_, s)| s.clone()).collect();
         }
@@ -99,6 +110,8 @@ impl DashboardState {
             points: self.points.iter().filter(|p| p.seq > after).cloned().collect(),
             shards: self.shards.clone(),
             latest_seq: self.latest_seq,
+            process: self.process,
+            stride: self.stride,
         }
     }
 }
@@ -175,7 +188,14 @@ impl DashboardRecorder {
         listener
             .set_nonblocking(true)
             .map_err(|e| RunError::Config(format!("dashboard: {e}")))?;
-        let state = Arc::new(Mutex::new(DashboardState::default()));
+        let process = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let state = Arc::new(Mutex::new(DashboardState {
+            process,
+            stride: 1,
+            ..DashboardState::default()
+        }));
         let shared = Shared {
             state: Arc::clone(&state),
             token: token.map(Arc::from),
@@ -333,7 +353,7 @@ mod tests {
     }
 
     #[test]
-    fn points_come_after_a_seq_and_a_long_run_is_thinned() {
+    fn points_come_after_a_seq_and_a_long_run_is_thinned_evenly() {
         let scalars = [ScalarSpec {
             name: "loss/x",
             help: "x",
@@ -345,12 +365,30 @@ mod tests {
         assert_eq!(state.points.len(), MAX_POINTS);
         assert_eq!(state.since(MAX_POINTS as u64 - 2).points.len(), 2);
         assert_eq!(state.scalars[0].name, "loss/x");
-        // One more: the older half is thinned, the newest points all stay.
-        state.add(&report(MAX_POINTS as u64, &scalars, &[0.0]));
-        assert_eq!(state.points.len(), MAX_POINTS / 2 + MAX_POINTS / 4 + 1);
-        assert_eq!(state.latest_seq, MAX_POINTS as u64 + 1);
-        assert_eq!(state.points.last().map(|p| p.seq), Some(MAX_POINTS as u64 + 1));
+        // A long run: 20,000 reports.
+        let total = 20_000u64;
+        for i in MAX_POINTS as u64..total {
+            state.add(&report(i, &scalars, &[0.0]));
+        }
         let seqs: Vec<u64> = state.points.iter().map(|p| p.seq).collect();
+        assert!(
+            seqs.len() <= MAX_POINTS && seqs.len() >= MAX_POINTS / 4,
+            "{}",
+            seqs.len()
+        );
+        assert_eq!(
+            (seqs[0], *seqs.last().unwrap()),
+            (1, total),
+            "the first and the newest stay"
+        );
         assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+        // Evenly: the first half of the run keeps about half of the points.
+        let first_half = seqs.iter().filter(|s| **s <= total / 2).count();
+        assert!(
+            (first_half as f64 / seqs.len() as f64 - 0.5).abs() < 0.1,
+            "{first_half} of {} points in the first half",
+            seqs.len()
+        );
+        assert_eq!(state.latest_seq, total);
     }
 }
