@@ -28,20 +28,6 @@ fn write_config(dir: &Path, total_frames: u64, metrics_port: u16) -> PathBuf {
     path
 }
 
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics port open");
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut page = String::new();
-    let _ = stream.read_to_string(&mut page);
-    page
-}
-
 /// `promtool check metrics` (Prometheus's linter: HELP on every metric,
 /// `_total` only on counters, no abbreviated units, ...) reports nothing on
 /// `page`. CI installs promtool (Debian's `prometheus` package); elsewhere
@@ -75,6 +61,17 @@ fn promtool_finds_nothing(page: &str) {
         out.status.success() && report.trim().is_empty(),
         "promtool check metrics:\n{report}\n{page}"
     );
+}
+
+/// `cml-rl eval CHECKPOINTS... --episodes N --json`, which must succeed.
+fn eval_json(checkpoints: &[&Path], episodes: usize) -> serde_json::Value {
+    let episodes = episodes.to_string();
+    let mut args: Vec<&str> = vec!["eval"];
+    args.extend(checkpoints.iter().map(|c| c.to_str().unwrap()));
+    args.extend(["--episodes", &episodes, "--json"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_cml-rl")).args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn rows(run: &Path) -> Vec<Vec<String>> {
@@ -122,7 +119,8 @@ fn train_interrupt_resume_and_eval() {
         std::thread::sleep(Duration::from_millis(100));
     };
     // Prometheus text format on /metrics, with replay stats per shard.
-    let page = http_get(metrics_port, "/metrics");
+    let (code, page) = common::http_get(metrics_port, "/metrics");
+    assert_eq!(code, 200, "{page}");
     for name in [
         "# TYPE cml_env_frames_total counter",
         "# TYPE cml_learner_steps_total counter",
@@ -229,31 +227,14 @@ fn train_interrupt_resume_and_eval() {
     assert_eq!(consumed, steps_of(&last) * 8 * 20);
 
     // Eval the final checkpoint.
-    let out = Command::new(bin)
-        .args(["eval", last.to_str().unwrap(), "--episodes", "3", "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = eval_json(&[&last], 3);
     assert_eq!(report["episodes"], 3);
     assert_eq!(report["returns"].as_array().unwrap().len(), 3);
     assert!(report["mean_return"].as_f64().unwrap() >= 1.0);
 
     // Two checkpoints side by side, on the same seeds.
     let first = checkpoints(&run).first().cloned().unwrap();
-    let out = Command::new(bin)
-        .args([
-            "eval",
-            first.to_str().unwrap(),
-            last.to_str().unwrap(),
-            "--episodes",
-            "4",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = eval_json(&[&first, &last], 4);
     let (reports, diffs) = (c["reports"].as_array().unwrap(), c["differences"].as_array().unwrap());
     assert_eq!((reports.len(), diffs.len(), c["episodes"].as_u64()), (2, 1, Some(4)));
     let returns = |i: usize| -> Vec<f64> {
@@ -272,18 +253,7 @@ fn train_interrupt_resume_and_eval() {
         "{c}"
     );
     // The same checkpoint twice: the same episodes, a zero difference.
-    let out = Command::new(bin)
-        .args([
-            "eval",
-            last.to_str().unwrap(),
-            last.to_str().unwrap(),
-            "--episodes",
-            "3",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = eval_json(&[&last, &last], 3);
     assert_eq!(c["reports"][0]["returns"], c["reports"][1]["returns"]);
     assert_eq!(c["differences"][0]["mean"].as_f64(), Some(0.0));
     // A checkpoint of another env is refused before anything is played.
