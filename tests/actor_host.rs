@@ -1,8 +1,9 @@
 //! An actor host process with 1024 actors against a real replay shard
 //! process and an in-test learner-side weight publisher, all on loopback:
 //! unrolls arrive with the right layout and version, a weight bump shows up
-//! in later unrolls, and delivery resumes after the shard is killed and
-//! restarted.
+//! in later unrolls, delivery resumes after the shard is killed and
+//! restarted, and the learner side's host table shows the host while it
+//! runs and as gone (it said so) once it stops.
 
 mod common;
 
@@ -121,6 +122,26 @@ fn actor_host_delivers_follows_weights_and_survives_a_shard_restart() {
         assert!(versions.iter().all(|&v| v == 1 || v == 2));
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The host reports itself once a second: the learner's table has it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let row = loop {
+        let rows = publisher.hosts().rows(Instant::now());
+        if let Some(row) = rows
+            .first()
+            .filter(|r| r.policy_version == 2 && r.env_steps_per_s > 0.0)
+        {
+            break row.clone();
+        }
+        assert!(Instant::now() < deadline, "no host row with version 2: {rows:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        (row.state, row.left, row.actors, row.host_id),
+        ("active", false, 1024, 0)
+    );
+    assert!(row.address.contains("127.0.0.1"), "{row:?}");
+    assert!(row.env_steps_total >= 2048 * 20 && row.unrolls_total >= 2048, "{row:?}");
+    assert_eq!(row.hostname, cml_proto::host_table::local_hostname());
 
     // Kill the shard and start a new one on the same port: delivery resumes.
     shard.0.kill().unwrap();
@@ -191,6 +212,19 @@ fn actor_host_delivers_follows_weights_and_survives_a_shard_restart() {
         "stop took {:?}",
         stopped.elapsed()
     );
+    // It said it was leaving: gone at once, long before a silence would
+    // count (HOST_GONE_AFTER).
+    let deadline = stopped + Duration::from_secs(3);
+    let gone = loop {
+        let rows = publisher.hosts().rows(Instant::now());
+        if let Some(row) = rows.iter().find(|r| r.state == "gone") {
+            break row.clone();
+        }
+        assert!(Instant::now() < deadline, "the stopped host is not gone: {rows:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(cml_proto::host_table::HOST_GONE_AFTER > Duration::from_secs(3));
+    assert!(gone.left, "{gone:?}");
     let mut out = String::new();
     std::io::Read::read_to_string(&mut actor.0.stdout.take().unwrap(), &mut out).unwrap();
     let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
@@ -198,5 +232,9 @@ fn actor_host_delivers_follows_weights_and_survives_a_shard_restart() {
     assert_eq!(report["weights_version"], 1);
     assert!(report["outages"].as_u64().unwrap() >= 1, "{report}");
     assert!(report["unrolls_delivered"].as_u64().unwrap() >= 2048 + 1024, "{report}");
+    // The last status carries the final counts.
+    assert_eq!(report["unrolls_delivered"], gone.unrolls_total);
+    assert_eq!(report["env_steps_delivered"], gone.env_steps_total);
+    assert_eq!((gone.policy_version, gone.actors), (1, 1024));
     let _ = std::fs::remove_dir_all(&dir);
 }

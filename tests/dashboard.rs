@@ -1,5 +1,6 @@
 //! The live dashboard of `cml-rl train` on loopback: the page is served, its
-//! JSON endpoint fills with reports and shard rows, and its figures move
+//! JSON endpoint fills with reports, shard rows and the actor host's row,
+//! and its figures move
 //! while training runs; headless Chromium loads the page, draws the curves
 //! and tables without a JavaScript error, sees a figure change, and saves a
 //! screenshot (`$CARGO_TARGET_TMPDIR/dashboard.png`).
@@ -47,6 +48,7 @@ fn train_serves_a_live_dashboard() {
             let s = state(dp);
             if s["points"].as_array().is_some_and(|p| p.len() >= 3)
                 && s["shards"].as_array().is_some_and(|s| !s.is_empty())
+                && s["hosts"][0]["policy_version"].as_u64().is_some_and(|v| v >= 1)
             {
                 break s;
             }
@@ -73,6 +75,15 @@ fn train_serves_a_live_dashboard() {
     assert_eq!(point["values"].as_array().map(Vec::len), Some(names.len()));
     assert_eq!(first["shards"][0]["shard"], 0);
     assert_eq!(first["shards"][0]["mode"], "queue");
+    // `train` runs one actor host: one active row, reached over loopback.
+    let hosts = first["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    let host = &hosts[0];
+    assert_eq!(host["state"], "active", "{host}");
+    assert_eq!(host["actors"], 16, "{host}");
+    assert_eq!(host["host_id"], 0, "{host}");
+    assert!(host["address"].as_str().unwrap().contains("127.0.0.1"), "{host}");
+    assert!(host["last_seen_s"].as_f64().unwrap() < 3.0, "{host}");
     // While training runs, the figures move: later points, more frames.
     let seq = first["latest_seq"].as_u64().unwrap();
     let frames = |s: &serde_json::Value| {
@@ -197,6 +208,11 @@ fn in_a_browser(port: u16) {
     assert!(
         dom.contains("<tbody><tr><td>0</td><td>queue</td>"),
         "no shard row:\n{dom}"
+    );
+    let hosts = &dom[dom.find("id=\"hosts\"").expect("a hosts table")..];
+    assert!(
+        hosts.contains("<tr class=\"\" data-sender=") && hosts.contains("<td>active</td>"),
+        "no active host row:\n{dom}"
     );
     let frames = figure(&dom, "env frames produced").map(str::to_string);
     assert!(frames.is_some(), "no figures table:\n{dom}");

@@ -2,8 +2,9 @@
 //! bridge. The learner and the replay shard run in one namespace, two actor
 //! hosts in two others, each with its own address. Training runs across
 //! them; one actor host is SIGKILLed mid-run, training goes on, and the host
-//! rejoins when restarted. The namespaces are removed even when the test
-//! fails.
+//! rejoins when restarted. The learner's dashboard lists both hosts with
+//! their own addresses, shows the killed one as gone and the restarted one
+//! as a new row. The namespaces are removed even when the test fails.
 
 mod common;
 
@@ -104,13 +105,44 @@ fn config(dir: &Path, host_id: u64) -> PathBuf {
              [replay]\nhost = \"10.77.0.1\"\nbase_port = 5600\nmode = \"queue\"\ncapacity = 128\n\
              credit_window = 32\nsender_timeout_s = 2.0\nstats_interval_s = 0.5\n\
              [learner]\nweights_endpoint = \"tcp://10.77.0.1:5550\"\nweights_request_endpoint = \"tcp://10.77.0.1:5551\"\n\
-             batch_size = 8\nreport_interval_s = 0.25\n\
+             batch_size = 8\nreport_interval_s = 0.25\ndashboard_port = {DASHBOARD_PORT}\n\
              [learner.optimizer]\nkind = \"adam\"\nlr = 0.0005\n\
              [train]\nmax_seconds = 120\n"
         ),
     )
     .unwrap();
     path
+}
+
+/// The learner's dashboard port, on loopback inside its namespace.
+const DASHBOARD_PORT: u16 = 5700;
+
+/// The dashboard's actor-host rows, fetched from inside the learner
+/// namespace (bash's /dev/tcp: no HTTP client needed). Empty while the
+/// dashboard is not up.
+fn dashboard_hosts(ns: &str) -> Vec<serde_json::Value> {
+    let request = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{DASHBOARD_PORT} && \
+         printf 'GET /api/state?after=18446744073709551615 HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n' >&3 && \
+         timeout 5 cat <&3"
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "bash", "-c", &request])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|state| state["hosts"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+fn host_rows<'a>(rows: &'a [serde_json::Value], host_id: u64, state: &str) -> Vec<&'a serde_json::Value> {
+    rows.iter()
+        .filter(|r| r["host_id"] == host_id && r["state"] == state)
+        .collect()
 }
 
 /// The shard's stats, asked from inside the learner namespace.
@@ -181,6 +213,22 @@ fn training_across_namespaces_survives_a_killed_actor_host() {
         shard_stats(&learner_ns, &c1)["senders"] == 2
     });
     wait_until("learner steps", Duration::from_secs(60), || learner_steps(&run) >= 20);
+    // The dashboard lists both hosts, each at its own address.
+    let mut rows = Vec::new();
+    wait_until("two active hosts on the dashboard", Duration::from_secs(20), || {
+        rows = dashboard_hosts(&learner_ns);
+        rows.iter()
+            .filter(|r| r["state"] == "active" && r["policy_version"].as_u64() > Some(0))
+            .count()
+            == 2
+    });
+    for (host_id, address) in [(1, "10.77.0.2"), (2, "10.77.0.3")] {
+        let row = host_rows(&rows, host_id, "active");
+        assert_eq!(row.len(), 1, "{rows:?}");
+        assert!(row[0]["address"].as_str().unwrap().contains(address), "{rows:?}");
+        assert_eq!(row[0]["actors"], 32, "{rows:?}");
+    }
+    let killed_sender = host_rows(&rows, 1, "active")[0]["sender"].clone();
 
     // SIGKILL host 1: training goes on with host 2 alone.
     host1.0.kill().unwrap();
@@ -188,6 +236,15 @@ fn training_across_namespaces_survives_a_killed_actor_host() {
     wait_until("the shard to forget the killed host", Duration::from_secs(30), || {
         shard_stats(&learner_ns, &c1)["senders"] == 1
     });
+    // Killed, it said nothing: the dashboard shows it gone once silent.
+    wait_until("the killed host shown as gone", Duration::from_secs(20), || {
+        rows = dashboard_hosts(&learner_ns);
+        host_rows(&rows, 1, "gone").len() == 1
+    });
+    let gone = host_rows(&rows, 1, "gone")[0].clone();
+    assert_eq!(gone["sender"], killed_sender, "{rows:?}");
+    assert_eq!(gone["left"], false, "{rows:?}");
+    assert_eq!(host_rows(&rows, 2, "active").len(), 1, "{rows:?}");
     let before = learner_steps(&run);
     wait_until("training to go on without host 1", Duration::from_secs(60), || {
         learner_steps(&run) >= before + 20
@@ -205,6 +262,13 @@ fn training_across_namespaces_survives_a_killed_actor_host() {
         let stats = shard_stats(&learner_ns, &c1);
         stats["senders"] == 2 && stats["inserted_total"].as_u64().unwrap() > inserted
     });
+    // The restarted process is a new row; the killed one stays gone.
+    wait_until("the restarted host on the dashboard", Duration::from_secs(20), || {
+        rows = dashboard_hosts(&learner_ns);
+        host_rows(&rows, 1, "active").len() == 1
+    });
+    assert_ne!(host_rows(&rows, 1, "active")[0]["sender"], killed_sender);
+    assert_eq!(host_rows(&rows, 1, "gone").len(), 1, "{rows:?}");
     let rejected = shard_stats(&learner_ns, &c1)["rejected"].clone();
     for reason in ["bad_mac", "malformed", "replayed", "bad_tensor", "bad_value"] {
         assert_eq!(rejected[reason], 0, "{reason}: {rejected}");

@@ -4,8 +4,10 @@
 //! `UnrollChunk`s and pass them over a bounded crossbeam channel to the I/O
 //! thread (the thread that calls [`ActorHost::run`]). The I/O thread owns
 //! every socket: a DEALER per replay shard (inserts with credit), a SUB for
-//! the learner's weight broadcast, a DEALER for `get_weights`. It cuts each
-//! chunk into insert messages and hands the emptied chunk back.
+//! the learner's weight broadcast, a DEALER for `get_weights` and the
+//! host's `host_status` (once a second, and a last one with `leaving` when
+//! it stops). It cuts each chunk into insert messages and hands the emptied
+//! chunk back.
 //!
 //! When replay stops granting credit (a shard is down or full), the I/O
 //! thread stops taking chunks, the bounded channel fills, and workers pause:
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 use cml_envs::Params;
 use cml_policy::NetConfig;
 use cml_proto::weights::WeightFollower;
-use cml_proto::{SharedKey, SocketOptions, UnrollLayout};
+use cml_proto::{HostStatus, SharedKey, SocketOptions, UnrollLayout};
 use cml_replay::{ShardedInserter, UnrollMessage};
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 use parking_lot::Mutex;
@@ -251,13 +253,60 @@ fn io_loop(
         &config.weights_request_endpoint,
     )
     .map_err(|e| ActorError::Config(e.to_string()))?;
+    let hostname = cml_proto::host_table::local_hostname();
+    let status = |report: &HostReport, leaving: bool| HostStatus {
+        host_id: config.host_id,
+        hostname: hostname.clone(),
+        actors: report.actors as u64,
+        env_steps_total: report.env_steps_delivered,
+        unrolls_total: report.unrolls_delivered,
+        episodes_total: report.episodes,
+        policy_version: report.weights_version,
+        uptime_s: started.elapsed().as_secs_f64(),
+        paused_s: report.paused_seconds,
+        leaving,
+    };
+    let result = deliver(
+        &ctx,
+        config,
+        layout,
+        shared,
+        stop,
+        full_rx,
+        free_txs,
+        started,
+        &mut follower,
+        &mut report,
+        &status,
+    );
+    // The learner shows this host as gone at once, not after a silence.
+    follower.send_status(&status(&report, true))?;
+    result.map(|()| report)
+}
+
+/// Weights first, then replay; then unrolls to replay until stopped.
+#[allow(clippy::too_many_arguments)]
+fn deliver(
+    ctx: &zmq::Context,
+    config: &HostConfig,
+    layout: &UnrollLayout,
+    shared: &Shared,
+    stop: &AtomicBool,
+    full_rx: &Receiver<UnrollChunk>,
+    free_txs: &[Sender<UnrollChunk>],
+    started: Instant,
+    follower: &mut WeightFollower,
+    report: &mut HostReport,
+    status: &dyn Fn(&HostReport, bool) -> HostStatus,
+) -> Result<(), ActorError> {
     let fields = layout.fields();
     let stopped = || stop.load(Ordering::Relaxed) || shared.stop.load(Ordering::Relaxed);
 
     // Weights first: nothing can act without them.
     let mut waiting_logged = false;
     let mut version = 0u64;
-    let mut take_weights = |follower: &mut WeightFollower, report: &mut HostReport| -> Result<(), ActorError> {
+    // New weights in, this host's status out (at most once a second).
+    let mut keep_up = |follower: &mut WeightFollower, report: &mut HostReport| -> Result<(), ActorError> {
         if let Some((v, bytes)) = follower.poll(version) {
             match policy_from_weights(&bytes, v, layout, &config.net) {
                 Ok(policy) => {
@@ -270,14 +319,15 @@ fn io_loop(
                 Err(e) => tracing::warn!("ignoring weights: {e}"),
             }
         }
+        follower.send_status(&status(report, false))?;
         Ok(())
     };
     while shared.policy.get().is_none() {
         if stopped() {
-            return Ok(report);
+            return Ok(());
         }
         follower.request(Duration::from_secs(1))?;
-        take_weights(&mut follower, &mut report)?;
+        keep_up(follower, report)?;
         if !waiting_logged && started.elapsed() > Duration::from_secs(2) {
             tracing::warn!(endpoint = %config.weights_request_endpoint, "waiting for the learner's weights");
             waiting_logged = true;
@@ -288,10 +338,10 @@ fn io_loop(
     // Replay: connect to every shard (retrying while they are away).
     let mut inserter = loop {
         if stopped() {
-            return Ok(report);
+            return Ok(());
         }
         match ShardedInserter::connect(
-            &ctx,
+            ctx,
             &config.key,
             &config.socket,
             &config.replay_endpoints,
@@ -301,7 +351,7 @@ fn io_loop(
             Err(e) => {
                 report.outages += 1;
                 tracing::warn!("replay not reachable yet ({e}); retrying");
-                take_weights(&mut follower, &mut report)?;
+                keep_up(follower, report)?;
             }
         }
     };
@@ -316,7 +366,7 @@ fn io_loop(
     let mut outage_since: Option<Instant> = None;
     let batch = config.insert_batch as usize;
     while !stopped() {
-        take_weights(&mut follower, &mut report)?;
+        keep_up(follower, report)?;
         let chunk = match full_rx.recv_timeout(Duration::from_millis(20)) {
             Ok(chunk) => chunk,
             Err(RecvTimeoutError::Timeout) => continue,
@@ -358,7 +408,7 @@ fn io_loop(
                     report.outages += 1;
                     outage_since = Some(Instant::now());
                 }
-                take_weights(&mut follower, &mut report)?;
+                keep_up(follower, report)?;
             };
             report.paused_seconds += wait.elapsed().as_secs_f64();
             let Some(shard) = shard else {
@@ -421,5 +471,5 @@ fn io_loop(
         report.seal_ns += seal;
         report.send_ns += send;
     }
-    Ok(report)
+    Ok(())
 }

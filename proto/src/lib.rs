@@ -14,9 +14,12 @@
 //!   heartbeats.
 //! - [`reject`]: refusal reasons, counters and rate-limited logging.
 //! - [`weights`]: the weight protocol's two halves, publisher and follower.
+//! - [`host_table`]: the learner's table of actor hosts, from their
+//!   `host_status` messages.
 
 pub mod config;
 pub mod envelope;
+pub mod host_table;
 pub mod key;
 pub mod messages;
 pub mod reject;

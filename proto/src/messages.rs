@@ -37,10 +37,12 @@ pub enum MessageKind {
     Weights,
     /// actor host -> learner: send me the current weights now.
     GetWeights,
+    /// actor host -> learner, once a second: who I am and what I did.
+    HostStatus,
 }
 
 impl MessageKind {
-    pub const ALL: [MessageKind; 12] = [
+    pub const ALL: [MessageKind; 13] = [
         MessageKind::Hello,
         MessageKind::Welcome,
         MessageKind::Insert,
@@ -53,6 +55,7 @@ impl MessageKind {
         MessageKind::Error,
         MessageKind::Weights,
         MessageKind::GetWeights,
+        MessageKind::HostStatus,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +72,7 @@ impl MessageKind {
             MessageKind::Error => "error",
             MessageKind::Weights => "weights",
             MessageKind::GetWeights => "get_weights",
+            MessageKind::HostStatus => "host_status",
         }
     }
 
@@ -265,3 +269,32 @@ pub struct Weights {
 /// Body of `get_weights` (an empty map).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetWeights {}
+
+/// Body of `host_status`: an actor host's report to the learner, sent about
+/// once a second on the `get_weights` connection (never answered). The
+/// counters are the host's own since it started; the learner derives rates
+/// from successive reports of one sender.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostStatus {
+    /// `actor.host_id` (actor ids are `host_id << 32 | index`).
+    pub host_id: u64,
+    /// The machine's host name (at most 255 bytes are kept).
+    pub hostname: String,
+    /// Env actors on this host (workers × envs per worker).
+    pub actors: u64,
+    /// Env steps in unrolls handed to replay.
+    pub env_steps_total: u64,
+    pub unrolls_total: u64,
+    /// Episodes finished.
+    pub episodes_total: u64,
+    /// The policy version the host acts with (0: no weights yet).
+    pub policy_version: u64,
+    /// Seconds since the host started.
+    pub uptime_s: f64,
+    /// Seconds the host waited for replay credit, in total.
+    #[serde(default)]
+    pub paused_s: f64,
+    /// The host is stopping: this is its last status.
+    #[serde(default)]
+    pub leaving: bool,
+}

@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::envelope::Opener;
+use crate::host_table::{HostTable, HOST_STATUS_INTERVAL};
 use crate::transport::{bind_router, connect_dealer, recv_frames};
-use crate::{GetWeights, MessageKind, ProtoError, RejectLog, Sealer, SharedKey, SocketOptions, Weights};
+use crate::{GetWeights, HostStatus, MessageKind, ProtoError, RejectLog, Sealer, SharedKey, SocketOptions, Weights};
 
 /// One published version: (version, safetensors bytes).
 type Published = (u64, Arc<Vec<u8>>);
@@ -60,6 +61,7 @@ pub struct WeightPublisher {
     published: u64,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    hosts: HostTable,
 }
 
 impl WeightPublisher {
@@ -95,6 +97,8 @@ impl WeightPublisher {
         let (tx, rx): (Sender<Published>, Receiver<Published>) = crossbeam_channel::unbounded();
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
+        let hosts = HostTable::new();
+        let thread_hosts = hosts.clone();
         let thread = std::thread::Builder::new()
             .name("weights-io".into())
             .spawn(move || {
@@ -147,10 +151,22 @@ impl WeightPublisher {
                             return;
                         }
                     }
+                    // Where the request came from (for the host table): a
+                    // frame from the wire carries it, the ROUTER's routing
+                    // id does not.
+                    let address = frames
+                        .get_mut(1)
+                        .and_then(|f| f.gets("Peer-Address"))
+                        .map(str::to_string)
+                        .unwrap_or_default();
                     let Some((routing_id, message)) = frames.split_first() else {
                         continue;
                     };
                     match opener.open(message) {
+                        Ok(opened) if opened.kind == MessageKind::HostStatus => match opened.body::<HostStatus>() {
+                            Ok(status) => thread_hosts.record(opened.sender, &address, &status, Instant::now()),
+                            Err(r) => rejects.record(&r),
+                        },
                         Ok(opened) if opened.kind == MessageKind::GetWeights => {
                             if let Err(r) = opened.body::<GetWeights>() {
                                 rejects.record(&r);
@@ -183,7 +199,13 @@ impl WeightPublisher {
             published: 0,
             stop,
             thread: Some(thread),
+            hosts,
         })
+    }
+
+    /// The actor hosts that reported to this learner (shared, live).
+    pub fn hosts(&self) -> HostTable {
+        self.hosts.clone()
     }
 
     /// Broadcasts `bytes` (safetensors) as `version`; versions should
@@ -222,6 +244,7 @@ pub struct WeightFollower {
     rejects: RejectLog,
     frames: Vec<zmq::Message>,
     last_request: Option<Instant>,
+    last_status: Option<Instant>,
     /// The publisher id (`Weights::publisher`) of the learner process
     /// whose weights this host follows.
     publisher: Option<u64>,
@@ -263,6 +286,7 @@ impl WeightFollower {
             rejects: RejectLog::new("actor"),
             frames: Vec::new(),
             last_request: None,
+            last_status: None,
             publisher: None,
             retired: VecDeque::new(),
             new_publisher: false,
@@ -278,6 +302,20 @@ impl WeightFollower {
         // DONTWAIT: with the learner away the request waits in the queue.
         let _ = self.request.send_multipart(frames, zmq::DONTWAIT);
         self.last_request = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Sends `status` to the learner (fire and forget), at most once per
+    /// [`HOST_STATUS_INTERVAL`] unless it is the last one (`leaving`).
+    /// With the learner away it waits in ZeroMQ's queue, or is dropped
+    /// when that is full.
+    pub fn send_status(&mut self, status: &HostStatus) -> Result<(), ProtoError> {
+        if !status.leaving && self.last_status.is_some_and(|t| t.elapsed() < HOST_STATUS_INTERVAL) {
+            return Ok(());
+        }
+        let frames = self.sealer.seal(MessageKind::HostStatus, status, Vec::new())?;
+        let _ = self.request.send_multipart(frames, zmq::DONTWAIT);
+        self.last_status = Some(Instant::now());
         Ok(())
     }
 

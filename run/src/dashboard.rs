@@ -2,6 +2,8 @@
 //! the JSON it polls, served with axum on a tokio runtime of its own thread.
 //! [`DashboardRecorder`] is a [`Recorder`]: every report becomes one point of
 //! the curves, and the shards' latest statistics replace the table's rows.
+//! The actor hosts' rows come from the weight server's [`HostTable`], read
+//! when the page asks, so they stay live while the learner waits for data.
 //!
 //! `GET /` is the page; `GET /api/state?after=SEQ` is the state as JSON
 //! with the points whose `seq` is above `SEQ` (all of them without it), so
@@ -17,6 +19,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use cml_proto::host_table::{HostRow, HostTable};
 use cml_proto::ShardStats;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -57,6 +60,8 @@ pub struct DashboardState {
     pub points: Vec<Point>,
     /// Each shard's latest statistics.
     pub shards: Vec<ShardStats>,
+    /// Every actor host that reported (active first, then gone).
+    pub hosts: Vec<HostRow>,
     /// `seq` of the newest point (0 before the first report).
     pub latest_seq: u64,
     /// Identifies this learner process (its start time in Unix
@@ -109,6 +114,7 @@ impl DashboardState {
             scalars: self.scalars.clone(),
             points: self.points.iter().filter(|p| p.seq > after).cloned().collect(),
             shards: self.shards.clone(),
+            hosts: Vec::new(),
             latest_seq: self.latest_seq,
             process: self.process,
             stride: self.stride,
@@ -119,6 +125,7 @@ impl DashboardState {
 #[derive(Clone)]
 struct Shared {
     state: Arc<Mutex<DashboardState>>,
+    hosts: HostTable,
     token: Option<Arc<str>>,
 }
 
@@ -164,7 +171,8 @@ async fn api_state(State(shared): State<Shared>, headers: HeaderMap, Query(q): Q
     if !shared.allows(&headers, q.token.as_deref()) {
         return unauthorized();
     }
-    let state = shared.state.lock().since(q.after.unwrap_or(0));
+    let mut state = shared.state.lock().since(q.after.unwrap_or(0));
+    state.hosts = shared.hosts.rows(std::time::Instant::now());
     Json(state).into_response()
 }
 
@@ -178,8 +186,9 @@ pub struct DashboardRecorder {
 
 impl DashboardRecorder {
     /// Binds `address` now (so a taken port is an error here) and serves
-    /// from a thread of its own until the recorder is finished or dropped.
-    pub fn serve(address: SocketAddr, token: Option<String>) -> Result<DashboardRecorder, RunError> {
+    /// from a thread of its own until the recorder is finished or dropped;
+    /// the hosts table shows `hosts`.
+    pub fn serve(address: SocketAddr, token: Option<String>, hosts: HostTable) -> Result<DashboardRecorder, RunError> {
         let listener = std::net::TcpListener::bind(address)
             .map_err(|e| RunError::Config(format!("learner.dashboard_port: binding {address}: {e}")))?;
         let address = listener
@@ -198,6 +207,7 @@ impl DashboardRecorder {
         }));
         let shared = Shared {
             state: Arc::clone(&state),
+            hosts,
             token: token.map(Arc::from),
         };
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -321,7 +331,15 @@ mod tests {
     fn the_page_and_state_are_served_and_a_token_is_enforced() {
         let token = "a-token-of-16-chars";
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let mut dashboard = DashboardRecorder::serve(loopback, Some(token.into())).unwrap();
+        let hosts = HostTable::new();
+        let status = cml_proto::HostStatus {
+            host_id: 3,
+            hostname: "<b>node</b>".into(),
+            actors: 64,
+            ..cml_proto::HostStatus::default()
+        };
+        hosts.record(42, "10.1.2.3", &status, std::time::Instant::now());
+        let mut dashboard = DashboardRecorder::serve(loopback, Some(token.into()), hosts).unwrap();
         let address = dashboard.address();
         let scalars = [ScalarSpec {
             name: "loss/x",
@@ -342,13 +360,23 @@ mod tests {
         assert_eq!(state["scalars"][0]["name"], "loss/x");
         assert_eq!(state["points"][0]["env_frames"], 640);
         assert_eq!(state["points"][0]["values"][0], 0.5);
+        let host = &state["hosts"][0];
+        assert_eq!((host["sender"].as_u64(), host["host_id"].as_u64()), (Some(42), Some(3)));
+        assert_eq!(
+            (host["address"].as_str(), host["state"].as_str()),
+            (Some("10.1.2.3"), Some("active"))
+        );
+        assert_eq!(
+            host["hostname"], "<b>node</b>",
+            "the JSON carries it as sent; the page escapes it"
+        );
         let (_, body) = get(address, &format!("/api/state?after=1&token={token}"), None);
         let state: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(state["points"].as_array().map(Vec::len), Some(0));
         dashboard.finish().unwrap();
         assert!(std::net::TcpStream::connect(address).is_err(), "stopped serving");
         // Without a token everything is open.
-        let open = DashboardRecorder::serve(loopback, None).unwrap();
+        let open = DashboardRecorder::serve(loopback, None, HostTable::new()).unwrap();
         assert_eq!(get(open.address(), "/api/state", None).0, 200);
     }
 

@@ -292,6 +292,12 @@ pub fn run_learner(
         (false, None) => {}
     }
 
+    let mut publisher = WeightPublisher::start(
+        &setup.key,
+        &setup.sockets,
+        &setup.weights_endpoints.0,
+        &setup.weights_endpoints.1,
+    )?;
     let mut recorders: Vec<Box<dyn Recorder>> = Vec::new();
     let prometheus = match learner.metrics_port {
         Some(port) => {
@@ -314,19 +320,13 @@ pub fn run_learner(
         .map_err(|e| RunError::Config(format!("learner.{e}")))?
     {
         Some(address) => {
-            let dashboard = DashboardRecorder::serve(address, learner.dashboard_token.clone())?;
+            let dashboard = DashboardRecorder::serve(address, learner.dashboard_token.clone(), publisher.hosts())?;
             println!("dashboard: http://{}/", dashboard.address());
             recorders.push(Box::new(dashboard));
             true
         }
         None => false,
     };
-    let mut publisher = WeightPublisher::start(
-        &setup.key,
-        &setup.sockets,
-        &setup.weights_endpoints.0,
-        &setup.weights_endpoints.1,
-    )?;
     // Version = learner steps + 1: a fresh learner publishes version 1.
     let version = |algorithm: &dyn Algorithm| algorithm.steps() + 1;
     publisher.publish(version(algorithm), algorithm.weights()?);

@@ -137,12 +137,7 @@ fn wall_time(t: SystemTime) -> f64 {
 /// The host name for the file name, restricted to characters safe in a file
 /// name; `localhost` when it cannot be found.
 fn hostname() -> String {
-    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .or_else(|| std::env::var("COMPUTERNAME").ok())
-        .unwrap_or_default();
+    let raw = cml_proto::host_table::local_hostname();
     let clean: String = raw
         .trim()
         .chars()
