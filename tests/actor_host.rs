@@ -225,6 +225,10 @@ fn actor_host_delivers_follows_weights_and_survives_a_shard_restart() {
     };
     assert!(cml_proto::host_table::HOST_GONE_AFTER > Duration::from_secs(3));
     assert!(gone.left, "{gone:?}");
+    // It said goodbye to the shard too: forgotten there at once, not after
+    // the shard's sender timeout (30 s by default).
+    let stats = learner.stats(0, Duration::from_secs(5)).unwrap();
+    assert_eq!((stats.senders, stats.outstanding_credit), (0, 0), "{stats:?}");
     let mut out = String::new();
     std::io::Read::read_to_string(&mut actor.0.stdout.take().unwrap(), &mut out).unwrap();
     let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();

@@ -466,6 +466,9 @@ fn deliver(
         std::thread::sleep(Duration::from_millis(5));
     }
     report.refused_inserts += inserter.take_progress().errors.len() as u64;
+    // Unused credit goes back now, not after the shards' sender timeout
+    // (in queue mode other hosts would wait for it).
+    inserter.goodbye()?;
     for client in inserter.clients() {
         let (seal, send) = client.timings();
         report.seal_ns += seal;

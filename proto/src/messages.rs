@@ -39,10 +39,12 @@ pub enum MessageKind {
     GetWeights,
     /// actor host -> learner, once a second: who I am and what I did.
     HostStatus,
+    /// actor -> shard: I am stopping; forget me and take back my credit.
+    Goodbye,
 }
 
 impl MessageKind {
-    pub const ALL: [MessageKind; 13] = [
+    pub const ALL: [MessageKind; 14] = [
         MessageKind::Hello,
         MessageKind::Welcome,
         MessageKind::Insert,
@@ -56,6 +58,7 @@ impl MessageKind {
         MessageKind::Weights,
         MessageKind::GetWeights,
         MessageKind::HostStatus,
+        MessageKind::Goodbye,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +76,7 @@ impl MessageKind {
             MessageKind::Weights => "weights",
             MessageKind::GetWeights => "get_weights",
             MessageKind::HostStatus => "host_status",
+            MessageKind::Goodbye => "goodbye",
         }
     }
 
@@ -265,6 +269,11 @@ pub struct Weights {
     #[serde(default)]
     pub publisher: u64,
 }
+
+/// Body of `goodbye` (an empty map): the actor stops; the shard forgets it
+/// and its credit at once instead of after `sender_timeout`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Goodbye {}
 
 /// Body of `get_weights` (an empty map).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use cml_proto::envelope::Opener;
 use cml_proto::transport::{connect_dealer, recv_frames};
 use cml_proto::{
-    Batch, Credit, Episode, ErrorReply, GetStats, Hello, Insert, MessageKind, PriorityUpdate, ProtoError, RejectLog,
-    SampleRequest, Sealer, ShardStats, SharedKey, SocketOptions, UnrollLayout, Welcome,
+    Batch, Credit, Episode, ErrorReply, GetStats, Goodbye, Hello, Insert, MessageKind, PriorityUpdate, ProtoError,
+    RejectLog, SampleRequest, Sealer, ShardStats, SharedKey, SocketOptions, UnrollLayout, Welcome,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -171,6 +171,18 @@ impl InsertClient {
             .send_multipart(frames, zmq::DONTWAIT)
             .map_err(socket_err(&self.endpoint))?;
         self.last_hello = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Says `goodbye`: the shard forgets this sender and takes its credit
+    /// back at once (an actor that stops; nothing is answered). Inserts
+    /// after it are refused until the next hello.
+    pub fn goodbye(&mut self) -> Result<(), ClientError> {
+        let frames = self.sealer.seal(MessageKind::Goodbye, &Goodbye {}, Vec::new())?;
+        self.socket
+            .send_multipart(frames, zmq::DONTWAIT)
+            .map_err(socket_err(&self.endpoint))?;
+        self.credit = 0;
         Ok(())
     }
 
@@ -457,6 +469,15 @@ impl ShardedInserter {
             all.errors.extend(p.errors);
         }
         all
+    }
+
+    /// Says `goodbye` to every shard (an actor host that stops cleanly),
+    /// so its unused credit goes to other actors at once.
+    pub fn goodbye(&mut self) -> Result<(), ClientError> {
+        for c in &mut self.clients {
+            c.goodbye()?;
+        }
+        Ok(())
     }
 
     /// Inserts not yet acknowledged, over all shards.

@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 use cml_proto::envelope::Opener;
 use cml_proto::transport::{bind_router, recv_frames};
 use cml_proto::{
-    Batch, Credit, Episode, ErrorReply, Frame, GetStats, Hello, Insert, MessageKind, PriorityUpdate, RejectLog,
-    RejectReason, Rejection, SampleRequest, Sealer, ShardStats, SharedKey, SocketOptions, UnrollLayout, Welcome,
+    Batch, Credit, Episode, ErrorReply, Frame, GetStats, Goodbye, Hello, Insert, MessageKind, PriorityUpdate,
+    RejectLog, RejectReason, Rejection, SampleRequest, Sealer, ShardStats, SharedKey, SocketOptions, UnrollLayout,
+    Welcome,
 };
 
 use crate::index::{IndexConfig, ReplayIndex, Sampled, SamplingMode, UpdateOutcome};
@@ -285,6 +286,7 @@ impl ReplayShard {
             MessageKind::Priorities => opened
                 .body::<PriorityUpdate>()
                 .and_then(|update| self.on_priorities(&update)),
+            MessageKind::Goodbye => opened.body::<Goodbye>().map(|_| self.on_goodbye(sender, out)),
             MessageKind::GetStats => opened.body::<GetStats>().map(|_| {
                 let stats = self.stats();
                 self.reply(routing_id, MessageKind::Stats, &stats, Vec::new(), out);
@@ -652,6 +654,19 @@ impl ReplayShard {
             if self.config.index.mode == SamplingMode::Queue {
                 self.grant_waiting(out);
             }
+        }
+    }
+
+    /// An actor said it stops: forget it now, and in queue mode hand its
+    /// credit to the actors waiting for some.
+    fn on_goodbye(&mut self, sender: u64, out: &mut Vec<Outgoing>) {
+        if self.senders.remove(&sender).is_none() {
+            return;
+        }
+        self.waiting.retain(|s| *s != sender);
+        tracing::debug!(shard = self.config.shard, sender, "an actor said goodbye");
+        if self.config.index.mode == SamplingMode::Queue {
+            self.grant_waiting(out);
         }
     }
 

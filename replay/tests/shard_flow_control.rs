@@ -251,3 +251,37 @@ fn silent_senders_lose_their_credit() {
     let out = a.insert(&mut shard, 1);
     assert_eq!(grants(&mut a, &out), vec![(MessageKind::Error, 0)]);
 }
+
+#[test]
+fn an_actor_that_says_goodbye_gives_its_credit_back_at_once() {
+    // One actor holds the whole queue's credit; another waits for some.
+    let mut shard = shard(SamplingMode::Queue, 10, 10);
+    let mut a = Peer::new("a", 1);
+    assert_eq!(a.hello(&mut shard), 10);
+    let mut b = Peer::new("b", 2);
+    assert_eq!(b.hello(&mut shard), 0);
+    assert_eq!(shard.stats().senders, 2);
+    // a stops: its goodbye (no reply to a) hands b the 10 at once, long
+    // before the sender timeout.
+    let frames = a
+        .sealer
+        .seal(MessageKind::Goodbye, &cml_proto::Goodbye {}, vec![])
+        .unwrap();
+    let out = a.send(&mut shard, frames);
+    assert!(grants(&mut a, &out).is_empty(), "goodbye is not answered");
+    let to_b: u32 = grants(&mut b, &out).iter().map(|g| g.1).sum();
+    assert_eq!(to_b, 10);
+    let stats = shard.stats();
+    assert_eq!((stats.senders, stats.outstanding_credit), (1, 10));
+    // a is forgotten: an insert without a new hello is refused.
+    let out = a.insert(&mut shard, 1);
+    assert_eq!(grants(&mut a, &out), vec![(MessageKind::Error, 0)]);
+    // A goodbye from a sender the shard does not know changes nothing.
+    let mut stranger = Peer::new("s", 7);
+    let frames = stranger
+        .sealer
+        .seal(MessageKind::Goodbye, &cml_proto::Goodbye {}, vec![])
+        .unwrap();
+    assert!(stranger.send(&mut shard, frames).is_empty());
+    assert_eq!(shard.stats().outstanding_credit, 10);
+}
