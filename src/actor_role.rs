@@ -5,6 +5,7 @@ use std::time::Duration;
 use cml_actors::{ActorHost, HostConfig, HostReport};
 
 use crate::config::Config;
+use cml_run::config::AlgorithmKind;
 use cml_run::plumbing::stop_flag;
 
 /// The actor host's configuration from the run config.
@@ -29,6 +30,12 @@ pub fn host_config(config: &Config, max_unrolls: Option<u64>) -> anyhow::Result<
         socket: config.transport.socket_options(),
         max_unrolls,
         report_interval: Duration::from_secs_f64(a.report_interval_s),
+        apex: match config.learner.algorithm {
+            AlgorithmKind::Impala => None,
+            AlgorithmKind::ApexDqn => {
+                Some(a.apex_acting(config.learner.dqn.n_step_return(), config.learner.dqn.priority_eta))
+            }
+        },
     })
 }
 

@@ -206,6 +206,19 @@ impl Config {
         self.train.validate().map_err(within("train"))?;
         self.replay.validate().map_err(within("replay"))?;
         self.transport.validate().map_err(within("transport"))?;
+        if self.learner.replay_ratio.is_some() && self.replay.mode == cml_replay::index::SamplingMode::Queue {
+            return Err(
+                "learner.replay_ratio: replay.mode = \"queue\" uses each unroll once (a ratio of 1); \
+                 use \"prioritized\" or \"uniform\" to set another"
+                    .to_string(),
+            );
+        }
+        if self.learner.algorithm == cml_run::config::AlgorithmKind::ApexDqn && self.actor.host_id >= self.actor.hosts {
+            return Err(format!(
+                "actor.host_id: {} is not below actor.hosts = {} (Ape-X numbers the actors of all hosts)",
+                self.actor.host_id, self.actor.hosts
+            ));
+        }
         if self.cluster.replay_hosts.as_ref().is_some_and(Vec::is_empty) {
             return Err("cluster.replay_hosts: list at least one host".to_string());
         }
@@ -247,6 +260,7 @@ impl Config {
             "algorithm": value(self.learner.algorithm),
             "optimizer": value(self.learner.optimizer.to_config()),
             "loss": value(&self.learner.loss),
+            "dqn": value(&self.learner.dqn),
             "max_grad_norm": self.learner.max_grad_norm,
         });
         let default = json!({
@@ -256,6 +270,7 @@ impl Config {
             "algorithm": value(defaults.algorithm),
             "optimizer": value(defaults.optimizer.to_config()),
             "loss": value(&defaults.loss),
+            "dqn": value(&defaults.dqn),
             "max_grad_norm": defaults.max_grad_norm,
         });
         prune(current, &default).to_string()
@@ -358,6 +373,51 @@ mod tests {
         assert!(e.contains("expected a number") && e.contains("line 5"), "{e}");
         let e = Config::parse("[env\n").unwrap_err();
         assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn ape_x_settings_are_checked_with_their_key_paths() {
+        let base = "[env]\nid = \"CartPole-v1\"\n";
+        let c = Config::parse(&format!(
+            "{base}[learner]\nalgorithm = \"apex_dqn\"\nreplay_ratio = 4.0\nlearning_starts = 5000\n\
+             [learner.dqn]\nn_step = 5\n[actor]\nhosts = 2\nhost_id = 1\n"
+        ))
+        .unwrap();
+        assert_eq!((c.learner.dqn.n_step, c.learner.dqn.discount), (5, 0.99));
+        assert_eq!((c.learner.replay_ratio, c.learner.learning_starts), (Some(4.0), 5000));
+        for (text, want) in [
+            ("[learner.dqn]\nn_step = 0\n", "learner.dqn.n_step: must be at least 1"),
+            (
+                "[learner.dqn]\npriority_eta = 2.0\n",
+                "learner.dqn.priority_eta: must be in [0, 1]",
+            ),
+            (
+                "[learner]\nreplay_ratio = -1.0\n",
+                "learner.replay_ratio: must be a number > 0",
+            ),
+            (
+                "[learner]\nreplay_ratio = 2.0\n[replay]\nmode = \"queue\"\n",
+                "learner.replay_ratio: replay.mode = \"queue\"",
+            ),
+            (
+                "[learner]\nalgorithm = \"apex_dqn\"\n[actor]\nhost_id = 1\n",
+                "actor.host_id: 1 is not below actor.hosts = 1",
+            ),
+            ("[actor]\nepsilon_base = 1.5\n", "actor.epsilon_base: must be in [0, 1]"),
+        ] {
+            let e = Config::parse(&format!("{base}{text}")).unwrap_err();
+            assert!(e.starts_with(want), "{text}: {e}");
+        }
+        // The DQN settings are part of what a checkpoint means.
+        let default = Config::parse(base).unwrap().fingerprint_source();
+        let other = Config::parse(&format!("{base}[learner.dqn]\nn_step = 5\n"))
+            .unwrap()
+            .fingerprint_source();
+        assert_ne!(default, other);
+        assert!(
+            !default.contains("dqn"),
+            "defaults leave the fingerprint as it was: {default}"
+        );
     }
 
     #[test]

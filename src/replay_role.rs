@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cml_proto::SharedKey;
+use cml_replay::shard::InsertRateLimit;
 use cml_replay::{ReplayClient, ReplayShard, ShardConfig};
 use cml_run::plumbing::stop_flag;
 
@@ -29,6 +30,14 @@ pub fn shard_config(config: &Config, shard: u32, key: SharedKey) -> anyhow::Resu
         index: r.index_config(shard, config.seed),
         max_bytes: (r.max_memory_mb as usize) << 20,
         credit_window: r.credit_window,
+        insert_rate: config.learner.replay_ratio.map(|ratio| InsertRateLimit {
+            samples_per_insert: ratio,
+            // This shard's share of learning_starts, in unrolls.
+            warmup_unrolls: config
+                .learner
+                .learning_starts
+                .div_ceil(u64::from(config.actor.unroll_length) * u64::from(r.shards.max(1))),
+        }),
         sender_timeout: r.sender_timeout(),
         stats_interval: r.stats_interval(),
         socket: config.transport.socket_options(),

@@ -1,7 +1,8 @@
-//! `configs/cartpole.toml` as shipped learns: `cml-rl train` (a debug build,
-//! so a lower target than the config's 475) reaches a mean return of 150
-//! over 100 training episodes, and the final checkpoint's greedy policy is
-//! far above a random one (~22) when `cml-rl eval` plays it.
+//! `configs/cartpole.toml` (IMPALA) and `configs/cartpole-apex.toml` (Ape-X
+//! DQN) as shipped learn: `cml-rl train` (a debug build, so a lower target
+//! than the configs' 475) reaches a mean return of 150 over 100 training
+//! episodes, and the final checkpoint's greedy policy is far above a random
+//! one (~22) when `cml-rl eval` plays it.
 
 mod common;
 
@@ -12,10 +13,23 @@ use common::{free_port, spawn, wait_exit};
 
 #[test]
 fn shipped_cartpole_config_learns() {
-    let dir = std::env::temp_dir().join(format!("cml-learns-{}", std::process::id()));
+    shipped_config_learns("cartpole.toml");
+}
+
+#[test]
+fn shipped_cartpole_apex_config_learns() {
+    shipped_config_learns("cartpole-apex.toml");
+}
+
+/// One training run at a time: each wants the machine's cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn shipped_config_learns(name: &str) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(format!("cml-learns-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/cartpole.toml")).unwrap();
+    let shipped = std::fs::read_to_string(format!("{}/configs/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
     // Same settings; free ports, a temp run directory, a reachable target.
     let (wp, wr, rp) = (free_port(), free_port(), free_port());
     let text = shipped
@@ -37,12 +51,9 @@ fn shipped_cartpole_config_learns() {
         ("target_return = 150.0", "train"),
         ("runs_dir", "train"),
     ] {
-        assert!(
-            text.contains(key),
-            "configs/cartpole.toml changed shape ({why}): {text}"
-        );
+        assert!(text.contains(key), "configs/{name} changed shape ({why}): {text}");
     }
-    let config = dir.join("cartpole.toml");
+    let config = dir.join(name);
     std::fs::write(&config, &text).unwrap();
 
     let bin = env!("CARGO_BIN_EXE_cml-rl");

@@ -22,6 +22,14 @@ pub struct ActorConfig {
     pub host_id: u64,
     /// Seconds between progress log lines.
     pub report_interval_s: f64,
+    /// Ape-X (`learner.algorithm = "apex_dqn"`): actor i of N over all
+    /// hosts explores with ε_i = epsilon_base^(1 + epsilon_alpha·i/(N − 1)).
+    pub epsilon_base: f64,
+    pub epsilon_alpha: f64,
+    /// Ape-X: hosts in the run, each with host_id in 0..hosts and the same
+    /// workers × envs_per_worker, so N = hosts × actors per host and host h's
+    /// actors are i = h·(actors per host) + local index.
+    pub hosts: u64,
 }
 
 impl Default for ActorConfig {
@@ -34,6 +42,9 @@ impl Default for ActorConfig {
             pending_chunks: 2,
             host_id: 0,
             report_interval_s: 10.0,
+            epsilon_base: 0.4,
+            epsilon_alpha: 7.0,
+            hosts: 1,
         }
     }
 }
@@ -48,6 +59,20 @@ impl ActorConfig {
         }
     }
 
+    /// Ape-X's acting for this host: ε per global actor index and the
+    /// first-priority settings (`[learner.dqn]`'s n-step return and η).
+    pub fn apex_acting(&self, n_step: cml_policy::q_values::NStep, priority_eta: f64) -> crate::ApexActing {
+        let per_host = (self.worker_count() * self.envs_per_worker) as u64;
+        crate::ApexActing {
+            epsilon_base: self.epsilon_base,
+            epsilon_alpha: self.epsilon_alpha,
+            total_actors: self.hosts.saturating_mul(per_host),
+            first_actor_index: self.host_id.saturating_mul(per_host),
+            n_step,
+            priority_eta,
+        }
+    }
+
     /// `"key: reason"` for the first bad value.
     pub fn validate(&self) -> Result<(), String> {
         for (key, ok) in [
@@ -59,6 +84,15 @@ impl ActorConfig {
             if !ok {
                 return Err(format!("{key}: must be at least 1"));
             }
+        }
+        if !(0.0..=1.0).contains(&self.epsilon_base) {
+            return Err("epsilon_base: must be in [0, 1]".into());
+        }
+        if !(self.epsilon_alpha.is_finite() && self.epsilon_alpha >= 0.0) {
+            return Err("epsilon_alpha: must be a number >= 0".into());
+        }
+        if self.hosts == 0 {
+            return Err("hosts: must be at least 1".into());
         }
         if self.host_id > u64::from(u32::MAX) {
             return Err(format!(

@@ -58,6 +58,9 @@ pub struct HostConfig {
     pub max_unrolls: Option<u64>,
     /// Seconds between progress log lines.
     pub report_interval: Duration,
+    /// Ape-X actors (ε-greedy, first priorities); None: sample from the
+    /// policy (IMPALA).
+    pub apex: Option<crate::ApexActing>,
 }
 
 /// What a host did, for logs, tests and the time breakdown.
@@ -142,7 +145,14 @@ impl ActorHost {
                     .or(cml_envs::max_episode_steps(&config.env_id).ok().flatten()),
             )
             .map_err(|e| ActorError::Env(e.to_string()))?;
-            workers.push(Worker::new(w, venv, config.unroll_length, first, config.seed)?);
+            workers.push(Worker::new(
+                w,
+                venv,
+                config.unroll_length,
+                first,
+                config.seed,
+                config.apex.as_ref(),
+            )?);
         }
         let layout = workers[0].layout();
         let shared = Arc::new(Shared {
@@ -388,7 +398,7 @@ fn deliver(
                 count: n,
                 actor_ids: (b0..b1).map(|b| chunk.first_actor + b as u64).collect(),
                 policy_versions: vec![chunk.policy_version; n as usize],
-                priorities: None,
+                priorities: chunk.priorities.get(b0..b1).map(<[f64]>::to_vec),
                 episodes: std::mem::take(&mut episodes),
                 frames,
             };

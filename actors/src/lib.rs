@@ -5,15 +5,18 @@
 //! - [`worker`]: `Worker`, one thread's K actors stepped together, writing
 //!   unrolls straight into the wire layout.
 //! - [`sampler`]: action draws from the policy output.
+//! - [`exploration`]: Ape-X's ε-greedy actors and their first priorities.
 //! - [`host`]: `ActorHost`, W workers and one I/O thread.
 
 pub mod config;
+pub mod exploration;
 pub mod host;
 pub mod play;
 pub mod sampler;
 pub mod worker;
 
 pub use config::ActorConfig;
+pub use exploration::ApexActing;
 pub use host::{ActorHost, HostConfig, HostReport};
 pub use worker::{layout_for, policy_from_weights, UnrollChunk, VersionedPolicy, Worker, WorkerTimings};
 

@@ -11,11 +11,13 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use cml_envs::{Space, VecActions, VectorEnv};
+use cml_policy::q_values::dueling_q;
 use cml_policy::{PolicyNet, PolicyParams};
 use cml_proto::{ActionLayout, Episode, UnrollLayout};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
+use crate::exploration::{ApexActing, EpsilonGreedyActors};
 use crate::sampler::{sample_categorical, sample_gaussian};
 use crate::ActorError;
 
@@ -38,6 +40,8 @@ pub struct UnrollChunk {
     pub frames: Vec<Vec<u8>>,
     /// Episodes that ended during these unrolls.
     pub episodes: Vec<Episode>,
+    /// Each unroll's first replay priority (Ape-X actors); empty: none.
+    pub priorities: Vec<f64>,
 }
 
 /// Nanoseconds spent per phase (for the time breakdown).
@@ -96,19 +100,25 @@ pub struct Worker {
     discrete_actions: Vec<i64>,
     continuous_actions: Vec<f32>,
     log_probs: Vec<f32>,
+    /// Ape-X: ε-greedy on Q-values, and first priorities; None: sample
+    /// from the policy (IMPALA).
+    greedy: Option<EpsilonGreedyActors>,
     timings: WorkerTimings,
 }
 
 impl Worker {
     /// Worker `index` with actors `first_actor .. first_actor + venv.num_envs()`;
     /// env i is reset with seed `seed + first_actor + i`, and actor i's RNG
-    /// stream is derived from the same number.
+    /// stream is derived from the same number. With `acting`, the actors
+    /// are Ape-X's (ε-greedy, first priorities); their global indices start
+    /// at `acting.first_actor_index` plus this worker's offset in its host.
     pub fn new(
         index: usize,
         mut venv: Box<dyn VectorEnv>,
         unroll_length: u32,
         first_actor: u64,
         seed: u64,
+        acting: Option<&ApexActing>,
     ) -> Result<Worker, ActorError> {
         let layout = layout_for(venv.observation_space(), venv.action_space(), unroll_length)?;
         let num_actors = venv.num_envs();
@@ -117,6 +127,22 @@ impl Worker {
         let action_dim = match layout.action {
             ActionLayout::Discrete { .. } => 1,
             ActionLayout::Continuous { dim } => dim as usize,
+        };
+        let greedy = match (acting, layout.action) {
+            (None, _) => None,
+            (Some(acting), ActionLayout::Discrete { n }) => Some(EpsilonGreedyActors::new(
+                acting,
+                acting.first_actor_index + (first_actor & u64::from(u32::MAX)),
+                num_actors,
+                unroll_length as usize,
+                n as usize,
+                layout.obs_dim as usize,
+            )),
+            (Some(_), ActionLayout::Continuous { .. }) => {
+                return Err(ActorError::Config(
+                    "Ape-X actors need a discrete action space (ε-greedy on Q-values)".into(),
+                ))
+            }
         };
         Ok(Worker {
             index,
@@ -136,6 +162,7 @@ impl Worker {
             discrete_actions: vec![0; num_actors],
             continuous_actions: vec![0.0; num_actors * action_dim],
             log_probs: vec![0.0; num_actors],
+            greedy,
             timings: WorkerTimings::default(),
         })
     }
@@ -167,6 +194,7 @@ impl Worker {
             policy_version: 0,
             frames,
             episodes: Vec::new(),
+            priorities: Vec::with_capacity(self.num_actors),
         }
     }
 
@@ -179,6 +207,10 @@ impl Worker {
         chunk.episodes.clear();
         // Rows without a truncation hold zeros.
         chunk.frames[6].fill(0);
+        chunk.priorities.clear();
+        if let Some(greedy) = &mut self.greedy {
+            greedy.begin();
+        }
         for t in 0..t_len {
             let started = Instant::now();
             // x_t of every actor, also the network's input.
@@ -191,8 +223,19 @@ impl Worker {
             let out = policy.net.forward(&input)?;
             let inferred = Instant::now();
             self.timings.inference_ns += (inferred - started).as_nanos() as u64;
-            match out.policy {
-                PolicyParams::Logits(logits) => {
+            match (&out.policy, &mut self.greedy) {
+                (PolicyParams::Logits(_), Some(greedy)) => {
+                    let q = dueling_q(&out)?.flatten_all()?.to_vec1::<f32>()?;
+                    greedy.keep_q(t, &q);
+                    for a in 0..k {
+                        let (action, log_prob) = greedy.choose(a, t, &mut self.rngs[a]);
+                        self.discrete_actions[a] = action as i64;
+                        self.log_probs[a] = log_prob;
+                        let at = (a * t_len + t) * 4;
+                        chunk.frames[1][at..at + 4].copy_from_slice(&(action as u32).to_le_bytes());
+                    }
+                }
+                (PolicyParams::Logits(logits), None) => {
                     let n = logits.dim(1)?;
                     let logits = logits.flatten_all()?.to_vec1::<f32>()?;
                     for a in 0..k {
@@ -203,7 +246,7 @@ impl Worker {
                         chunk.frames[1][at..at + 4].copy_from_slice(&action.to_le_bytes());
                     }
                 }
-                PolicyParams::Gaussian { mean, log_std } => {
+                (PolicyParams::Gaussian { mean, log_std }, _) => {
                     let dim = mean.dim(1)?;
                     let mean = mean.flatten_all()?.to_vec1::<f32>()?;
                     let log_std = log_std.to_vec1::<f32>()?;
@@ -234,11 +277,17 @@ impl Worker {
                 chunk.frames[5][i] = u8::from(truncated[a] && !terminated[a]);
                 self.episode_returns[a] += rewards[a];
                 self.episode_lengths[a] += 1;
+                let final_observation = if truncated[a] && !terminated[a] {
+                    self.venv.final_observation(a)
+                } else {
+                    None
+                };
+                if let Some(greedy) = &mut self.greedy {
+                    greedy.record(a, t, rewards[a] as f32, terminated[a], final_observation);
+                }
                 if terminated[a] || truncated[a] {
-                    if truncated[a] && !terminated[a] {
-                        if let Some(last) = self.venv.final_observation(a) {
-                            put_f32s(&mut chunk.frames[6][i * d * 4..(i + 1) * d * 4], last);
-                        }
+                    if let Some(last) = final_observation {
+                        put_f32s(&mut chunk.frames[6][i * d * 4..(i + 1) * d * 4], last);
                     }
                     chunk.episodes.push(Episode {
                         actor_id: self.first_actor + a as u64,
@@ -258,7 +307,33 @@ impl Worker {
             let at = ((a * (t_len + 1) + t_len) * d) * 4;
             put_f32s(&mut chunk.frames[0][at..at + d * 4], &obs[a * d..(a + 1) * d]);
         }
+        if let Some(greedy) = &mut self.greedy {
+            // Q of x_T and of the truncations' final observations: the
+            // bootstrap values of the first priorities.
+            let started = Instant::now();
+            let input = Tensor::from_slice(obs, (k, d), &Device::Cpu)?;
+            let q = dueling_q(&policy.net.forward(&input)?)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            greedy.keep_q(t_len, &q);
+            let final_q = match greedy.truncation_count() {
+                0 => Vec::new(),
+                m => {
+                    let finals = Tensor::from_slice(greedy.final_observations(), (m, greedy.obs_dim()), &Device::Cpu)?;
+                    dueling_q(&policy.net.forward(&finals)?)?
+                        .flatten_all()?
+                        .to_vec1::<f32>()?
+                }
+            };
+            greedy.priorities(&final_q, &mut chunk.priorities)?;
+            self.timings.inference_ns += started.elapsed().as_nanos() as u64;
+        }
         Ok(())
+    }
+
+    /// Each actor's ε (Ape-X actors), in actor order; empty otherwise.
+    pub fn epsilons(&self) -> &[f64] {
+        self.greedy.as_ref().map_or(&[], |g| g.epsilons())
     }
 }
 

@@ -4,39 +4,14 @@
 
 use std::collections::HashMap;
 
-use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::{Optimizer, VarMap};
+use candle_core::{DType, Device, Tensor};
 use cml_policy::{ActionKind, NetConfig, PolicyNet, PolicyParams};
 
 use crate::algorithm::{Algorithm, SampledUnrolls, ScalarSpec, StepOutcome};
-use crate::learner::{parse_device, LearnerConfig, LearnerError, OptimizerConfig, Result};
+use crate::batch::UnrollBatch;
+use crate::learner::{parse_device, LearnerConfig, LearnerError, Result};
 use crate::loss::{bootstrap_truncated, impala_loss, LossInputs};
-use crate::optim::{clip_grad_norm, linear_decay, Adam, NamedVars, OptimizerState, RmsProp};
-
-/// A batch of B unrolls of length T, time-major.
-#[derive(Clone, Debug)]
-pub struct UnrollBatch {
-    /// x_0 … x_T, `[T+1, B, obs_dim]` f32: x_T is the observation after the
-    /// last step (its value bootstraps the unroll). After a step that ended an
-    /// episode, x_{t+1} is the next episode's first observation.
-    pub observations: Tensor,
-    /// a_t: `[T, B]` u32 (discrete) or `[T, B, A]` f32 (continuous).
-    pub actions: Tensor,
-    /// log μ(a_t | x_t) under the behaviour policy, `[T, B]` f32.
-    pub behaviour_log_probs: Tensor,
-    /// r_t, `[T, B]` f32.
-    pub rewards: Tensor,
-    /// 1.0 where the episode terminated at step t, `[T, B]` f32.
-    pub terminated: Tensor,
-    /// 1.0 where the episode was truncated (time limit) at step t, `[T, B]`.
-    pub truncated: Tensor,
-    /// The true final observation where truncated, `[T, B, obs_dim]` (any
-    /// values elsewhere); required when any step is truncated.
-    pub final_observations: Option<Tensor>,
-    /// w_b: one importance-sampling weight per unroll, `[B]` f32 (see
-    /// [`impala_loss`] for how they weigh the loss); `None`: all 1.
-    pub importance_weights: Option<Tensor>,
-}
+use crate::trainable::TrainableNet;
 
 /// What one learner step reports.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,28 +30,10 @@ pub struct StepReport {
     pub priorities: Vec<f32>,
 }
 
-enum LearnerOptimizer {
-    RmsProp(RmsProp),
-    Adam(Adam),
-}
-
-impl LearnerOptimizer {
-    fn as_optimizer_state(&self) -> &dyn OptimizerState {
-        match self {
-            LearnerOptimizer::RmsProp(o) => o,
-            LearnerOptimizer::Adam(o) => o,
-        }
-    }
-}
-
 /// The network, its optimizer and the counters.
 pub struct ImpalaLearner {
-    varmap: VarMap,
-    net: PolicyNet,
-    vars: NamedVars,
-    optimizer: LearnerOptimizer,
+    trainable: TrainableNet,
     config: LearnerConfig,
-    initial_lr: f64,
     device: Device,
     steps: u64,
     frames: u64,
@@ -86,27 +43,10 @@ impl ImpalaLearner {
     /// A learner with a freshly initialised network.
     pub fn new(obs_dim: usize, action: ActionKind, net: &NetConfig, config: LearnerConfig) -> Result<Self> {
         let device = parse_device(&config.device)?;
-        let varmap = VarMap::new();
-        let policy = PolicyNet::init(&varmap, obs_dim, action, net, config.seed, &device)?;
-        let mut vars: NamedVars = varmap
-            .data()
-            .lock()
-            .map_err(|_| LearnerError::Batch("variable map lock poisoned".into()))?
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        let (optimizer, initial_lr) = match config.optimizer {
-            OptimizerConfig::Rmsprop(c) => (LearnerOptimizer::RmsProp(RmsProp::with_names(vars.clone(), c)?), c.lr),
-            OptimizerConfig::Adam(c) => (LearnerOptimizer::Adam(Adam::with_names(vars.clone(), c)?), c.lr),
-        };
+        let trainable = TrainableNet::new(obs_dim, action, net, config.optimizer, config.seed, &device)?;
         Ok(ImpalaLearner {
-            varmap,
-            net: policy,
-            vars,
-            optimizer,
+            trainable,
             config,
-            initial_lr,
             device,
             steps: 0,
             frames: 0,
@@ -118,7 +58,7 @@ impl ImpalaLearner {
     }
 
     pub fn net(&self) -> &PolicyNet {
-        &self.net
+        self.trainable.net()
     }
 
     pub fn config(&self) -> &LearnerConfig {
@@ -137,136 +77,26 @@ impl ImpalaLearner {
 
     /// The current weights as safetensors bytes (for the broadcast).
     pub fn weights(&self) -> Result<Vec<u8>> {
-        Ok(PolicyNet::to_safetensors(&self.varmap)?)
+        self.trainable.weights()
     }
 
     /// The parameters by name (sorted).
     pub fn parameters(&self) -> Vec<(String, Tensor)> {
-        self.vars
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-            .collect()
+        self.trainable.parameters()
     }
 
     /// Optimizer state by name.
     pub fn optimizer_state(&self) -> Result<Vec<(String, Tensor)>> {
-        Ok(self.optimizer.as_optimizer_state().state()?)
+        self.trainable.optimizer_state()
     }
 
     /// Restores parameters, optimizer state and counters (from a checkpoint).
     /// Everything is checked before anything is changed.
     pub fn restore(&mut self, tensors: &HashMap<String, Tensor>, steps: u64, frames: u64) -> Result<()> {
-        for (name, current) in self.optimizer_state()? {
-            match tensors.get(&name) {
-                Some(t) if t.dims() == current.dims() => {}
-                Some(t) => {
-                    return Err(LearnerError::Batch(format!(
-                        "optimizer state `{name}` has shape {:?}, expected {:?}",
-                        t.dims(),
-                        current.dims()
-                    )))
-                }
-                None => {
-                    return Err(LearnerError::Batch(format!(
-                        "optimizer state `{name}` is missing (another optimizer?)"
-                    )))
-                }
-            }
-        }
-        for (name, var) in &self.vars {
-            match tensors.get(name) {
-                Some(t) if t.dims() == var.dims() => {}
-                Some(t) => {
-                    return Err(LearnerError::Batch(format!(
-                        "parameter `{name}` has shape {:?}, the network has {:?}",
-                        t.dims(),
-                        var.dims()
-                    )))
-                }
-                None => return Err(LearnerError::Batch(format!("parameter `{name}` is missing"))),
-            }
-        }
-        for (name, var) in &self.vars {
-            let t = tensors
-                .get(name)
-                .ok_or_else(|| LearnerError::Batch(format!("parameter `{name}` is missing")))?;
-            if t.dims() != var.dims() {
-                return Err(LearnerError::Batch(format!(
-                    "parameter `{name}` has shape {:?}, the network has {:?}",
-                    t.dims(),
-                    var.dims()
-                )));
-            }
-            var.set(&t.to_device(&self.device)?.to_dtype(var.dtype())?)?;
-        }
-        let state: HashMap<String, Tensor> = tensors
-            .iter()
-            .map(|(k, v)| Ok((k.clone(), v.to_device(&self.device)?)))
-            .collect::<Result<_>>()?;
-        match &mut self.optimizer {
-            LearnerOptimizer::RmsProp(o) => o.load_state(&state)?,
-            LearnerOptimizer::Adam(o) => o.load_state(&state)?,
-        }
+        self.trainable.restore(tensors, &self.device)?;
         self.steps = steps;
         self.frames = frames;
         Ok(())
-    }
-
-    fn check_batch(&self, b: &UnrollBatch) -> Result<(usize, usize)> {
-        let d = self.net.obs_dim();
-        let od = b.observations.dims();
-        if od.len() != 3 || od[0] < 2 || od[2] != d {
-            return Err(LearnerError::Batch(format!(
-                "observations have shape {od:?}, expected [T+1, B, {d}] with T ≥ 1"
-            )));
-        }
-        let (t, bsz) = (od[0] - 1, od[1]);
-        for (name, x) in [
-            ("behaviour_log_probs", &b.behaviour_log_probs),
-            ("rewards", &b.rewards),
-            ("terminated", &b.terminated),
-            ("truncated", &b.truncated),
-        ] {
-            if x.dims() != [t, bsz] {
-                return Err(LearnerError::Batch(format!(
-                    "{name} has shape {:?}, expected [{t}, {bsz}]",
-                    x.dims()
-                )));
-            }
-        }
-        let expected_actions: Vec<usize> = match self.net.action_kind() {
-            ActionKind::Categorical(_) => vec![t, bsz],
-            ActionKind::Gaussian(a) => vec![t, bsz, a],
-        };
-        if b.actions.dims() != expected_actions {
-            return Err(LearnerError::Batch(format!(
-                "actions have shape {:?}, expected {expected_actions:?}",
-                b.actions.dims()
-            )));
-        }
-        if let ActionKind::Categorical(n) = self.net.action_kind() {
-            let max = b.actions.to_dtype(DType::U32)?.max_all()?.to_scalar::<u32>()?;
-            if max as usize >= n {
-                return Err(LearnerError::Batch(format!("action {max} is outside Discrete({n})")));
-            }
-        }
-        if let Some(w) = &b.importance_weights {
-            if w.dims() != [bsz] {
-                return Err(LearnerError::Batch(format!(
-                    "importance_weights have shape {:?}, expected [{bsz}]",
-                    w.dims()
-                )));
-            }
-        }
-        if let Some(f) = &b.final_observations {
-            if f.dims() != [t, bsz, d] {
-                return Err(LearnerError::Batch(format!(
-                    "final_observations have shape {:?}, expected [{t}, {bsz}, {d}]",
-                    f.dims()
-                )));
-            }
-        }
-        Ok((t, bsz))
     }
 
     /// One IMPALA update on `batch`, with the learning rate decayed by the
@@ -280,24 +110,20 @@ impl ImpalaLearner {
     /// shape, or a step whose loss or gradient is not finite, is refused
     /// with an error and changes nothing.
     pub fn step_at(&mut self, batch: &UnrollBatch, env_frames: u64) -> Result<StepReport> {
-        let (t, b) = self.check_batch(batch)?;
+        let (t, b) = batch.check(self.net().obs_dim(), self.net().action_kind())?;
         let to_dev = |x: &Tensor| -> candle_core::Result<Tensor> { x.to_device(&self.device)?.to_dtype(DType::F32) };
         let obs = to_dev(&batch.observations)?;
         let rewards = to_dev(&batch.rewards)?;
         let terminated = to_dev(&batch.terminated)?;
         let truncated = to_dev(&batch.truncated)?;
         let behaviour = to_dev(&batch.behaviour_log_probs)?;
-        let d = self.net.obs_dim();
+        let d = self.net().obs_dim();
         let importance_weights = batch.importance_weights.as_ref().map(to_dev).transpose()?;
 
-        let lr = linear_decay(self.initial_lr, env_frames, self.config.total_frames);
-        match &mut self.optimizer {
-            LearnerOptimizer::RmsProp(o) => o.set_learning_rate(lr),
-            LearnerOptimizer::Adam(o) => o.set_learning_rate(lr),
-        }
+        let lr = self.trainable.decay_learning_rate(env_frames, self.config.total_frames);
 
         // One forward pass over x_0 … x_T.
-        let out = self.net.forward(&obs.reshape(((t + 1) * b, d))?)?;
+        let out = self.net().forward(&obs.reshape(((t + 1) * b, d))?)?;
         let all_values = out.value.reshape((t + 1, b))?;
         let values = all_values.narrow(0, 0, t)?;
         let bootstrap_value = all_values.get(t)?.detach();
@@ -309,7 +135,7 @@ impl ImpalaLearner {
                 log_std: log_std.clone(),
             },
         };
-        let actions = match self.net.action_kind() {
+        let actions = match self.net().action_kind() {
             ActionKind::Categorical(_) => batch
                 .actions
                 .to_device(&self.device)?
@@ -323,7 +149,7 @@ impl ImpalaLearner {
         let any_truncated = truncated.sum_all()?.to_scalar::<f32>()? > 0.0;
         let final_values = match (&batch.final_observations, any_truncated) {
             (Some(f), true) => Some(
-                self.net
+                self.net()
                     .forward(&to_dev(f)?.reshape((t * b, d))?)?
                     .value
                     .reshape((t, b))?
@@ -364,25 +190,7 @@ impl ImpalaLearner {
             &self.config.loss,
         )?;
         let total = loss.total.to_scalar::<f32>()?;
-        if !total.is_finite() {
-            return Err(LearnerError::NonFinite {
-                what: "loss",
-                value: total,
-            });
-        }
-        let mut grads = loss.total.backward()?;
-        let vars: Vec<Var> = self.vars.iter().map(|(_, v)| v.clone()).collect();
-        let grad_norm = clip_grad_norm(&mut grads, &vars, self.config.max_grad_norm)?;
-        if !grad_norm.is_finite() {
-            return Err(LearnerError::NonFinite {
-                what: "gradient norm",
-                value: grad_norm as f32,
-            });
-        }
-        match &mut self.optimizer {
-            LearnerOptimizer::RmsProp(o) => o.step(&grads)?,
-            LearnerOptimizer::Adam(o) => o.step(&grads)?,
-        }
+        let grad_norm = self.trainable.apply(&loss.total, self.config.max_grad_norm)?;
         self.steps += 1;
         self.frames += (t * b) as u64;
         Ok(StepReport {
@@ -396,86 +204,6 @@ impl ImpalaLearner {
             explained_variance: loss.explained_variance,
             learning_rate: lr,
             priorities: loss.priorities,
-        })
-    }
-}
-
-impl UnrollBatch {
-    /// A time-major batch from `count` unrolls in the wire layout
-    /// (batch-major frames, `cml_proto::unroll`), on `device`.
-    pub fn from_wire(
-        layout: &cml_proto::UnrollLayout,
-        count: usize,
-        frames: &[Vec<u8>],
-        device: &Device,
-    ) -> Result<UnrollBatch> {
-        use cml_proto::tensor::{f32s, u32s};
-        let specs = layout.tensor_specs(count);
-        if frames.len() != specs.len() {
-            return Err(LearnerError::Batch(format!(
-                "{} frames, expected {}",
-                frames.len(),
-                specs.len()
-            )));
-        }
-        for (spec, frame) in specs.iter().zip(frames) {
-            if spec.byte_len() != Some(frame.len()) {
-                return Err(LearnerError::Batch(format!(
-                    "frame {:?} has {} bytes, expected {:?}",
-                    spec.name,
-                    frame.len(),
-                    spec.byte_len()
-                )));
-            }
-        }
-        let t = layout.unroll_length as usize;
-        let d = layout.obs_dim as usize;
-        // [B, ...] on the wire -> [T(+1), B, ...] for the learner.
-        let time_major = |values: Vec<f32>, steps: usize, inner: usize| -> Result<Tensor> {
-            let shape: Vec<usize> = if inner == 1 {
-                vec![count, steps]
-            } else {
-                vec![count, steps, inner]
-            };
-            Ok(Tensor::from_vec(values, shape, &Device::Cpu)?
-                .transpose(0, 1)?
-                .contiguous()?
-                .to_device(device)?)
-        };
-        let flags = |bytes: &[u8]| bytes.iter().map(|&b| f32::from(b)).collect::<Vec<f32>>();
-        let observations = time_major(f32s(&frames[0]).collect(), t + 1, d)?;
-        let actions = match layout.action {
-            cml_proto::ActionLayout::Discrete { .. } => {
-                let a: Vec<u32> = u32s(&frames[1]).collect();
-                Tensor::from_vec(a, (count, t), &Device::Cpu)?
-                    .transpose(0, 1)?
-                    .contiguous()?
-                    .to_device(device)?
-            }
-            // Always [T, B, A], also for A = 1.
-            cml_proto::ActionLayout::Continuous { dim } => {
-                let a: Vec<f32> = f32s(&frames[1]).collect();
-                Tensor::from_vec(a, (count, t, dim as usize), &Device::Cpu)?
-                    .transpose(0, 1)?
-                    .contiguous()?
-                    .to_device(device)?
-            }
-        };
-        let truncated_flags = flags(&frames[5]);
-        let any_truncated = truncated_flags.iter().any(|&f| f > 0.0);
-        Ok(UnrollBatch {
-            observations,
-            actions,
-            behaviour_log_probs: time_major(f32s(&frames[2]).collect(), t, 1)?,
-            rewards: time_major(f32s(&frames[3]).collect(), t, 1)?,
-            terminated: time_major(flags(&frames[4]), t, 1)?,
-            truncated: time_major(truncated_flags, t, 1)?,
-            final_observations: if any_truncated {
-                Some(time_major(f32s(&frames[6]).collect(), t, d)?)
-            } else {
-                None
-            },
-            importance_weights: None,
         })
     }
 }

@@ -110,6 +110,9 @@ pub struct LearnerConfig {
     pub cpu_threads: usize,
     #[serde(default)]
     pub loss: LossConfig,
+    /// Ape-X DQN's settings (`[learner.dqn]`).
+    #[serde(default)]
+    pub dqn: crate::apex::DqnConfig,
 }
 
 fn default_device() -> String {
@@ -132,6 +135,7 @@ impl Default for LearnerConfig {
             seed: 0,
             cpu_threads: default_cpu_threads(),
             loss: LossConfig::default(),
+            dqn: crate::apex::DqnConfig::default(),
         }
     }
 }

@@ -5,8 +5,13 @@
 //! optimizer, loss or checkpoint code. Weights travel as safetensors bytes
 //! ([`PolicyNet::to_safetensors`], [`PolicyNet::from_safetensors`]).
 //!
+//! [`q_values`] reads the same network as a dueling Q-network and has the
+//! n-step double-Q targets Ape-X's learner and actors share.
+//!
 //! Shapes: observations `[N, obs_dim]` (callers flatten time-major `[T, B]`
 //! batches to `N = T·B`); outputs `[N, …]`.
+
+pub mod q_values;
 
 use std::collections::HashMap;
 

@@ -744,18 +744,40 @@ impl ReplayClient {
             }
             per_shard[chosen] += 1;
         }
+        self.exchange(&per_shard, false, beta, timeout)
+    }
+
+    /// Asks every shard for nothing: the replies bring each shard's insert
+    /// count (so [`ReplayClient::inserted_unrolls`] moves) and the finished
+    /// episodes it holds, without drawing anything (a learner that waits
+    /// for the actors polls with this).
+    pub fn refresh(&mut self, timeout: Duration) -> Result<SampledBatch, ClientError> {
+        let none = vec![0u32; self.links.len()];
+        self.exchange(&none, true, 1.0, timeout)
+    }
+
+    /// Sends `per_shard[i]` sample requests to shard i (also 0 when
+    /// `everyone`) and assembles the replies.
+    fn exchange(
+        &mut self,
+        per_shard: &[u32],
+        everyone: bool,
+        beta: f64,
+        timeout: Duration,
+    ) -> Result<SampledBatch, ClientError> {
+        let n_shards = self.links.len();
         let request_id = self.next_request;
         self.next_request += 1;
         let mut seqs = vec![0u64; n_shards];
         for (shard, &n) in per_shard.iter().enumerate() {
-            if n > 0 {
+            if n > 0 || everyone {
                 seqs[shard] = self.send(shard, MessageKind::Sample, &SampleRequest { request_id, count: n })?;
             }
         }
         let deadline = Instant::now() + timeout;
         let mut replies = Vec::new();
         for (shard, &n) in per_shard.iter().enumerate() {
-            if n == 0 {
+            if n == 0 && !everyone {
                 continue;
             }
             loop {

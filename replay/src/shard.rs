@@ -49,12 +49,31 @@ pub struct ShardConfig {
     pub max_bytes: usize,
     /// Unrolls an actor may have in flight.
     pub credit_window: u32,
+    /// Paces the actors to the learner's draws (prioritized and uniform
+    /// mode); None: actors insert as fast as they produce.
+    pub insert_rate: Option<InsertRateLimit>,
     /// A sender silent this long is forgotten and its credit reclaimed.
     pub sender_timeout: Duration,
     /// How often the serving loop logs its stats.
     pub stats_interval: Duration,
     pub socket: SocketOptions,
     pub key: SharedKey,
+}
+
+/// The insert side of a sample-to-insert rate limiter (as DeepMind's
+/// Reverb has): credit is granted only while
+/// inserted + outstanding credit ≤ warmup + sampled / samples_per_insert + slack,
+/// with slack = credit_window × (known actors + 1), so no actor holding a
+/// partial window can block the others for good. Actors therefore wait
+/// for the learner's draws, and the ratio of draws to inserts stays near
+/// `samples_per_insert` however fast either side is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InsertRateLimit {
+    /// Draws per inserted unroll (the learner's `replay_ratio`), > 0.
+    pub samples_per_insert: f64,
+    /// Unrolls this shard takes before draws start to count (the learner's
+    /// `learning_starts`, in this shard's share).
+    pub warmup_unrolls: u64,
 }
 
 /// Errors that stop a shard from starting or serving.
@@ -325,16 +344,30 @@ impl ReplayShard {
         }
     }
 
-    /// Unrolls that can still be promised to actors without overfilling
-    /// (queue mode); unlimited otherwise.
+    /// Unrolls that can still be promised to actors: without overfilling
+    /// (queue mode) and within the insert rate limit (when set);
+    /// unlimited otherwise.
     fn free_credit(&self) -> u64 {
-        match self.config.index.mode {
-            SamplingMode::Queue => {
-                let reserved: u64 = self.senders.values().map(|s| u64::from(s.outstanding)).sum();
-                (self.index.capacity() as u64).saturating_sub(self.index.len() as u64 + reserved)
-            }
+        let reserved: u64 = self.senders.values().map(|s| u64::from(s.outstanding)).sum();
+        let queue = match self.config.index.mode {
+            SamplingMode::Queue => (self.index.capacity() as u64).saturating_sub(self.index.len() as u64 + reserved),
             _ => u64::MAX,
-        }
+        };
+        let rate = match self.config.insert_rate {
+            Some(limit) => {
+                let slack = u64::from(self.config.credit_window) * (self.senders.len() as u64 + 1);
+                let earned = (self.sampled_total as f64 / limit.samples_per_insert) as u64;
+                (limit.warmup_unrolls + earned + slack).saturating_sub(self.inserted_total + reserved)
+            }
+            None => u64::MAX,
+        };
+        queue.min(rate)
+    }
+
+    /// Whether freed credit goes to waiting actors (queue mode, or an
+    /// insert rate limit).
+    fn credit_is_scarce(&self) -> bool {
+        self.config.index.mode == SamplingMode::Queue || self.config.insert_rate.is_some()
     }
 
     fn on_hello(
@@ -563,13 +596,14 @@ impl ReplayShard {
         batch.episodes = self.episodes.drain(..).collect();
         self.sampled = sampled;
         self.reply(routing_id, MessageKind::Batch, &batch, frames, out);
-        if self.config.index.mode == SamplingMode::Queue {
+        if self.credit_is_scarce() {
             self.grant_waiting(out);
         }
         Ok(())
     }
 
-    /// Queue mode: hands freed slots to actors waiting for credit, oldest first.
+    /// Queue mode or a rate limit: hands freed credit to actors waiting for
+    /// some, oldest first.
     fn grant_waiting(&mut self, out: &mut Vec<Outgoing>) {
         let window = self.config.credit_window;
         let mut still_waiting = VecDeque::new();
@@ -651,7 +685,7 @@ impl ReplayShard {
             );
             let senders = &self.senders;
             self.waiting.retain(|s| senders.contains_key(s));
-            if self.config.index.mode == SamplingMode::Queue {
+            if self.credit_is_scarce() {
                 self.grant_waiting(out);
             }
         }
@@ -665,7 +699,7 @@ impl ReplayShard {
         }
         self.waiting.retain(|s| *s != sender);
         tracing::debug!(shard = self.config.shard, sender, "an actor said goodbye");
-        if self.config.index.mode == SamplingMode::Queue {
+        if self.credit_is_scarce() {
             self.grant_waiting(out);
         }
     }

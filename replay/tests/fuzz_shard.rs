@@ -142,6 +142,7 @@ fn random_and_mutated_messages_never_break_a_shard() {
         },
         max_bytes: 1 << 30,
         credit_window: 1 << 30,
+        insert_rate: None,
         sender_timeout: Duration::from_secs(3600),
         stats_interval: Duration::from_secs(3600),
         socket: SocketOptions {

@@ -66,6 +66,7 @@ fn start(endpoints: &[String]) -> Served {
                 },
                 max_bytes: 1 << 30,
                 credit_window: 64,
+                insert_rate: None,
                 sender_timeout: Duration::from_secs(60),
                 stats_interval: Duration::from_secs(60),
                 socket: SocketOptions::default(),

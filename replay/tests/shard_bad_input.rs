@@ -45,6 +45,7 @@ fn shard(mode: SamplingMode, capacity: usize) -> ReplayShard {
         },
         max_bytes: 1 << 30,
         credit_window: 100,
+        insert_rate: None,
         sender_timeout: Duration::from_secs(60),
         stats_interval: Duration::from_secs(60),
         socket: SocketOptions {

@@ -7,6 +7,7 @@ use cml_proto::{
     UnrollLayout, Welcome,
 };
 use cml_replay::index::{IndexConfig, SamplingMode};
+use cml_replay::shard::InsertRateLimit;
 use cml_replay::shard::Outgoing;
 use cml_replay::synthetic::{synthetic_item, synthetic_unrolls};
 use cml_replay::{ReplayShard, ShardConfig};
@@ -24,6 +25,15 @@ fn layout() -> UnrollLayout {
 }
 
 fn shard(mode: SamplingMode, capacity: usize, window: u32) -> ReplayShard {
+    limited_shard(mode, capacity, window, None)
+}
+
+fn limited_shard(
+    mode: SamplingMode,
+    capacity: usize,
+    window: u32,
+    insert_rate: Option<InsertRateLimit>,
+) -> ReplayShard {
     ReplayShard::new(ShardConfig {
         shard: 0,
         shards: 1,
@@ -40,6 +50,7 @@ fn shard(mode: SamplingMode, capacity: usize, window: u32) -> ReplayShard {
         },
         max_bytes: 1 << 30,
         credit_window: window,
+        insert_rate,
         sender_timeout: Duration::from_millis(200),
         stats_interval: Duration::from_secs(60),
         socket: SocketOptions::default(),
@@ -284,4 +295,50 @@ fn an_actor_that_says_goodbye_gives_its_credit_back_at_once() {
         .unwrap();
     assert!(stranger.send(&mut shard, frames).is_empty());
     assert_eq!(shard.stats().outstanding_credit, 10);
+}
+
+#[test]
+fn an_insert_rate_limit_makes_actors_wait_for_the_learners_draws() {
+    // Two draws per insert, 10 unrolls of warm-up, window 4.
+    let limit = InsertRateLimit {
+        samples_per_insert: 2.0,
+        warmup_unrolls: 10,
+    };
+    let mut shard = limited_shard(SamplingMode::Uniform, 1000, 4, Some(limit));
+    let mut a = Peer::new("a", 1);
+    assert_eq!(a.hello(&mut shard), 4);
+    // Warm-up 10 + slack 4 × (1 actor + 1) = 18 unrolls before any draw.
+    let mut stored = 0u32;
+    let mut credit = 4u32;
+    while credit > 0 {
+        let out = a.insert(&mut shard, credit);
+        stored += credit;
+        credit = grants(&mut a, &out).iter().map(|g| g.1).sum();
+    }
+    assert_eq!(stored, 18);
+    assert_eq!(shard.stats().outstanding_credit, 0);
+    // 8 draws earn 4 inserts, granted to the waiting actor at once.
+    let mut learner = Peer::new("learner", 9);
+    let frames = learner
+        .sealer
+        .seal(
+            MessageKind::Sample,
+            &SampleRequest {
+                request_id: 1,
+                count: 8,
+            },
+            vec![],
+        )
+        .unwrap();
+    let out = learner.send(&mut shard, frames);
+    let to_a: u32 = grants(&mut a, &out).iter().map(|g| g.1).sum();
+    assert_eq!(to_a, 4);
+    let out = a.insert(&mut shard, 4);
+    assert_eq!(
+        grants(&mut a, &out),
+        vec![(MessageKind::Credit, 0)],
+        "spent: wait again"
+    );
+    let stats = shard.stats();
+    assert_eq!((stats.inserted_total, stats.sampled_total), (22, 8));
 }

@@ -2,7 +2,7 @@
 //! `[learner] algorithm` to an implementation. A new algorithm adds its
 //! variant to [`AlgorithmKind`] and one arm here.
 
-use cml_learner::{Algorithm, ImpalaLearner};
+use cml_learner::{Algorithm, ApexDqnLearner, ImpalaLearner};
 use cml_policy::{ActionKind, NetConfig};
 use cml_proto::{ActionLayout, UnrollLayout};
 
@@ -33,6 +33,12 @@ pub fn build(
     }
     Ok(match learner.algorithm {
         AlgorithmKind::Impala => Box::new(ImpalaLearner::new(
+            layout.obs_dim as usize,
+            action_kind(layout),
+            model,
+            training,
+        )?),
+        AlgorithmKind::ApexDqn => Box::new(ApexDqnLearner::new(
             layout.obs_dim as usize,
             action_kind(layout),
             model,

@@ -18,6 +18,8 @@ pub enum AlgorithmKind {
     /// IMPALA: V-trace actor-critic.
     #[default]
     Impala,
+    /// Ape-X: distributed prioritized n-step double DQN, dueling network.
+    ApexDqn,
 }
 
 /// `[learner]`.
@@ -37,10 +39,19 @@ pub struct LearnerSection {
     pub max_grad_norm: f64,
     /// Candle CPU threads for the learner's kernels.
     pub cpu_threads: usize,
-    /// `[learner.loss]`.
+    /// `[learner.loss]` (IMPALA).
     pub loss: LossConfig,
+    /// `[learner.dqn]` (Ape-X DQN).
+    pub dqn: cml_learner::DqnConfig,
     /// Unrolls per learner step.
     pub batch_size: usize,
+    /// Frames consumed per env frame produced, held by pacing both sides:
+    /// the learner waits while it is ahead, and the shards grant actors
+    /// credit only as the learner draws (prioritized and uniform mode;
+    /// queue mode is 1 by construction). None: each side runs flat out.
+    pub replay_ratio: Option<f64>,
+    /// Env frames produced before the first learner step.
+    pub learning_starts: u64,
     /// Learner steps between published versions (each one is broadcast).
     pub publish_interval_steps: u64,
     /// Seconds between checkpoints (one is also written at the end).
@@ -73,7 +84,10 @@ impl Default for LearnerSection {
             max_grad_norm: training.max_grad_norm,
             cpu_threads: training.cpu_threads,
             loss: training.loss,
+            dqn: training.dqn,
             batch_size: 32,
+            replay_ratio: None,
+            learning_starts: 0,
             publish_interval_steps: 1,
             checkpoint_interval_s: 60.0,
             keep_checkpoints: 3,
@@ -98,6 +112,7 @@ impl LearnerSection {
             seed,
             cpu_threads: self.cpu_threads,
             loss: self.loss.clone(),
+            dqn: self.dqn.clone(),
         }
     }
 
@@ -105,6 +120,7 @@ impl LearnerSection {
     pub fn validate(&self) -> Result<(), String> {
         self.optimizer.validate().map_err(|e| format!("optimizer.{e}"))?;
         self.loss.validate().map_err(|e| format!("loss.{e}"))?;
+        self.dqn.validate().map_err(|e| format!("dqn.{e}"))?;
         for (key, ok, reason) in [
             ("batch_size", self.batch_size >= 1, "must be at least 1"),
             (
@@ -122,6 +138,11 @@ impl LearnerSection {
         ] {
             if !ok {
                 return Err(format!("{key}: {reason}"));
+            }
+        }
+        if let Some(ratio) = self.replay_ratio {
+            if !(ratio.is_finite() && ratio > 0.0) {
+                return Err(format!("replay_ratio: must be a number > 0, found {ratio}"));
             }
         }
         check_seconds("checkpoint_interval_s", self.checkpoint_interval_s)?;

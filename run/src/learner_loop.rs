@@ -242,6 +242,16 @@ fn gather(
     }
 }
 
+/// Whether the learner may take a step: `learning_starts` frames were
+/// produced, and (with a `replay_ratio`) the frames consumed are not ahead
+/// of ratio × frames produced.
+fn may_step(learner: &LearnerSection, env_frames: u64, frames_consumed: u64) -> bool {
+    env_frames >= learner.learning_starts
+        && learner
+            .replay_ratio
+            .is_none_or(|ratio| frames_consumed as f64 <= ratio * env_frames as f64)
+}
+
 /// The run's counters between reports.
 struct Throughput {
     at: Instant,
@@ -378,6 +388,7 @@ pub fn run_learner(
         },
     };
     let mut non_finite_in_a_row = 0u32;
+    let mut paced_logged = false;
     let mut last_checkpoint = Instant::now();
     let mut since = Throughput {
         at: Instant::now(),
@@ -390,6 +401,32 @@ pub fn run_learner(
     let reason = loop {
         if let Some(reason) = stop_conditions.reason(stop, env_frames(&replay), &returns) {
             break reason;
+        }
+        if !may_step(learner, env_frames(&replay), frames_consumed) {
+            // Ahead of the actors (learning_starts, replay_ratio): wait for
+            // them; an empty request brings the shards' insert counts and
+            // the episodes that finished.
+            if !paced_logged {
+                tracing::info!(
+                    learning_starts = learner.learning_starts,
+                    replay_ratio = ?learner.replay_ratio,
+                    "the learner waits for the actors' frames"
+                );
+                paced_logged = true;
+            }
+            match replay.refresh(Duration::from_secs(2)) {
+                Ok(polled) => {
+                    for e in &polled.episodes {
+                        returns.push(e.episode_return);
+                    }
+                }
+                Err(cml_replay::ClientError::Timeout { endpoint, .. }) => {
+                    tracing::warn!(%endpoint, "replay shard not answering; retrying");
+                }
+                Err(e) => return Err(e.into()),
+            }
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
         }
         let beta = annealed_beta(setup.beta, env_frames(&replay), train.total_frames);
         let Some(batch) = gather(
@@ -539,6 +576,20 @@ mod tests {
             returns.push(value);
         }
         returns
+    }
+
+    #[test]
+    fn the_learner_waits_for_learning_starts_and_the_replay_ratio() {
+        let paced = LearnerSection {
+            replay_ratio: Some(4.0),
+            learning_starts: 1000,
+            ..LearnerSection::default()
+        };
+        assert!(!may_step(&paced, 999, 0), "before learning_starts");
+        assert!(may_step(&paced, 1000, 0));
+        assert!(may_step(&paced, 1000, 4000), "at the ratio");
+        assert!(!may_step(&paced, 1000, 4001), "ahead of it");
+        assert!(may_step(&LearnerSection::default(), 0, 1 << 40), "no pacing by default");
     }
 
     #[test]

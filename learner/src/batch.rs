@@ -1,0 +1,173 @@
+//! [`UnrollBatch`]: B sampled unrolls, time-major `[T, B]`, as every
+//! algorithm takes them; built from the wire layout by
+//! [`UnrollBatch::from_wire`] and checked by [`UnrollBatch::check`].
+
+use candle_core::{DType, Device, Tensor};
+use cml_policy::ActionKind;
+
+use crate::learner::{LearnerError, Result};
+
+/// A batch of B unrolls of length T, time-major.
+#[derive(Clone, Debug)]
+pub struct UnrollBatch {
+    /// x_0 … x_T, `[T+1, B, obs_dim]` f32: x_T is the observation after the
+    /// last step (its value bootstraps the unroll). After a step that ended an
+    /// episode, x_{t+1} is the next episode's first observation.
+    pub observations: Tensor,
+    /// a_t: `[T, B]` u32 (discrete) or `[T, B, A]` f32 (continuous).
+    pub actions: Tensor,
+    /// log μ(a_t | x_t) under the behaviour policy, `[T, B]` f32.
+    pub behaviour_log_probs: Tensor,
+    /// r_t, `[T, B]` f32.
+    pub rewards: Tensor,
+    /// 1.0 where the episode terminated at step t, `[T, B]` f32.
+    pub terminated: Tensor,
+    /// 1.0 where the episode was truncated (time limit) at step t, `[T, B]`.
+    pub truncated: Tensor,
+    /// The true final observation where truncated, `[T, B, obs_dim]` (any
+    /// values elsewhere); required when any step is truncated.
+    pub final_observations: Option<Tensor>,
+    /// w_b: one importance-sampling weight per unroll, `[B]` f32 (see
+    /// `crate::loss::impala_loss` for how they weigh the loss); `None`: all 1.
+    pub importance_weights: Option<Tensor>,
+}
+
+impl UnrollBatch {
+    /// Checks every shape against a network of `obs_dim` inputs and
+    /// `action` outputs (and discrete actions against the range); returns
+    /// (T, B).
+    pub fn check(&self, obs_dim: usize, action: ActionKind) -> Result<(usize, usize)> {
+        let (b, d) = (self, obs_dim);
+        let od = b.observations.dims();
+        if od.len() != 3 || od[0] < 2 || od[2] != d {
+            return Err(LearnerError::Batch(format!(
+                "observations have shape {od:?}, expected [T+1, B, {d}] with T ≥ 1"
+            )));
+        }
+        let (t, bsz) = (od[0] - 1, od[1]);
+        for (name, x) in [
+            ("behaviour_log_probs", &b.behaviour_log_probs),
+            ("rewards", &b.rewards),
+            ("terminated", &b.terminated),
+            ("truncated", &b.truncated),
+        ] {
+            if x.dims() != [t, bsz] {
+                return Err(LearnerError::Batch(format!(
+                    "{name} has shape {:?}, expected [{t}, {bsz}]",
+                    x.dims()
+                )));
+            }
+        }
+        let expected_actions: Vec<usize> = match action {
+            ActionKind::Categorical(_) => vec![t, bsz],
+            ActionKind::Gaussian(a) => vec![t, bsz, a],
+        };
+        if b.actions.dims() != expected_actions {
+            return Err(LearnerError::Batch(format!(
+                "actions have shape {:?}, expected {expected_actions:?}",
+                b.actions.dims()
+            )));
+        }
+        if let ActionKind::Categorical(n) = action {
+            let max = b.actions.to_dtype(DType::U32)?.max_all()?.to_scalar::<u32>()?;
+            if max as usize >= n {
+                return Err(LearnerError::Batch(format!("action {max} is outside Discrete({n})")));
+            }
+        }
+        if let Some(w) = &b.importance_weights {
+            if w.dims() != [bsz] {
+                return Err(LearnerError::Batch(format!(
+                    "importance_weights have shape {:?}, expected [{bsz}]",
+                    w.dims()
+                )));
+            }
+        }
+        if let Some(f) = &b.final_observations {
+            if f.dims() != [t, bsz, d] {
+                return Err(LearnerError::Batch(format!(
+                    "final_observations have shape {:?}, expected [{t}, {bsz}, {d}]",
+                    f.dims()
+                )));
+            }
+        }
+        Ok((t, bsz))
+    }
+
+    /// A time-major batch from `count` unrolls in the wire layout
+    /// (batch-major frames, `cml_proto::unroll`), on `device`.
+    pub fn from_wire(
+        layout: &cml_proto::UnrollLayout,
+        count: usize,
+        frames: &[Vec<u8>],
+        device: &Device,
+    ) -> Result<UnrollBatch> {
+        use cml_proto::tensor::{f32s, u32s};
+        let specs = layout.tensor_specs(count);
+        if frames.len() != specs.len() {
+            return Err(LearnerError::Batch(format!(
+                "{} frames, expected {}",
+                frames.len(),
+                specs.len()
+            )));
+        }
+        for (spec, frame) in specs.iter().zip(frames) {
+            if spec.byte_len() != Some(frame.len()) {
+                return Err(LearnerError::Batch(format!(
+                    "frame {:?} has {} bytes, expected {:?}",
+                    spec.name,
+                    frame.len(),
+                    spec.byte_len()
+                )));
+            }
+        }
+        let t = layout.unroll_length as usize;
+        let d = layout.obs_dim as usize;
+        // [B, ...] on the wire -> [T(+1), B, ...] for the learner.
+        let time_major = |values: Vec<f32>, steps: usize, inner: usize| -> Result<Tensor> {
+            let shape: Vec<usize> = if inner == 1 {
+                vec![count, steps]
+            } else {
+                vec![count, steps, inner]
+            };
+            Ok(Tensor::from_vec(values, shape, &Device::Cpu)?
+                .transpose(0, 1)?
+                .contiguous()?
+                .to_device(device)?)
+        };
+        let flags = |bytes: &[u8]| bytes.iter().map(|&b| f32::from(b)).collect::<Vec<f32>>();
+        let observations = time_major(f32s(&frames[0]).collect(), t + 1, d)?;
+        let actions = match layout.action {
+            cml_proto::ActionLayout::Discrete { .. } => {
+                let a: Vec<u32> = u32s(&frames[1]).collect();
+                Tensor::from_vec(a, (count, t), &Device::Cpu)?
+                    .transpose(0, 1)?
+                    .contiguous()?
+                    .to_device(device)?
+            }
+            // Always [T, B, A], also for A = 1.
+            cml_proto::ActionLayout::Continuous { dim } => {
+                let a: Vec<f32> = f32s(&frames[1]).collect();
+                Tensor::from_vec(a, (count, t, dim as usize), &Device::Cpu)?
+                    .transpose(0, 1)?
+                    .contiguous()?
+                    .to_device(device)?
+            }
+        };
+        let truncated_flags = flags(&frames[5]);
+        let any_truncated = truncated_flags.iter().any(|&f| f > 0.0);
+        Ok(UnrollBatch {
+            observations,
+            actions,
+            behaviour_log_probs: time_major(f32s(&frames[2]).collect(), t, 1)?,
+            rewards: time_major(f32s(&frames[3]).collect(), t, 1)?,
+            terminated: time_major(flags(&frames[4]), t, 1)?,
+            truncated: time_major(truncated_flags, t, 1)?,
+            final_observations: if any_truncated {
+                Some(time_major(f32s(&frames[6]).collect(), t, d)?)
+            } else {
+                None
+            },
+            importance_weights: None,
+        })
+    }
+}

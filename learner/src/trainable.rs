@@ -1,0 +1,262 @@
+//! [`TrainableNet`]: a network with its named variables and its optimizer,
+//! what every algorithm trains (IMPALA's policy, Ape-X's online Q-network).
+//! One update is [`TrainableNet::apply`]: backward, global-norm clipping,
+//! a refusal of non-finite numbers, the optimizer step.
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor, Var};
+use candle_nn::{Optimizer, VarMap};
+use cml_policy::{ActionKind, NetConfig, PolicyNet};
+
+use crate::learner::{LearnerError, OptimizerConfig, Result};
+use crate::optim::{clip_grad_norm, linear_decay, Adam, NamedVars, OptimizerState, RmsProp};
+
+enum AnyOptimizer {
+    RmsProp(RmsProp),
+    Adam(Adam),
+}
+
+impl AnyOptimizer {
+    fn as_state(&self) -> &dyn OptimizerState {
+        match self {
+            AnyOptimizer::RmsProp(o) => o,
+            AnyOptimizer::Adam(o) => o,
+        }
+    }
+}
+
+/// A network, its variables by name (sorted) and its optimizer.
+pub struct TrainableNet {
+    varmap: VarMap,
+    net: PolicyNet,
+    vars: NamedVars,
+    optimizer: AnyOptimizer,
+    initial_lr: f64,
+}
+
+impl TrainableNet {
+    /// A freshly initialised network (seeded) and its optimizer.
+    pub fn new(
+        obs_dim: usize,
+        action: ActionKind,
+        net: &NetConfig,
+        optimizer: OptimizerConfig,
+        seed: u64,
+        device: &Device,
+    ) -> Result<TrainableNet> {
+        let varmap = VarMap::new();
+        let policy = PolicyNet::init(&varmap, obs_dim, action, net, seed, device)?;
+        let mut vars: NamedVars = varmap
+            .data()
+            .lock()
+            .map_err(|_| LearnerError::Batch("variable map lock poisoned".into()))?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let (optimizer, initial_lr) = match optimizer {
+            OptimizerConfig::Rmsprop(c) => (AnyOptimizer::RmsProp(RmsProp::with_names(vars.clone(), c)?), c.lr),
+            OptimizerConfig::Adam(c) => (AnyOptimizer::Adam(Adam::with_names(vars.clone(), c)?), c.lr),
+        };
+        Ok(TrainableNet {
+            varmap,
+            net: policy,
+            vars,
+            optimizer,
+            initial_lr,
+        })
+    }
+
+    pub fn net(&self) -> &PolicyNet {
+        &self.net
+    }
+
+    /// The weights as safetensors bytes (for the broadcast).
+    pub fn weights(&self) -> Result<Vec<u8>> {
+        Ok(PolicyNet::to_safetensors(&self.varmap)?)
+    }
+
+    /// The parameters by name (sorted).
+    pub fn parameters(&self) -> Vec<(String, Tensor)> {
+        self.vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect()
+    }
+
+    /// Optimizer state by name.
+    pub fn optimizer_state(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(self.optimizer.as_state().state()?)
+    }
+
+    /// The learning rate decayed linearly over `env_frames` of
+    /// `total_frames` (0: constant), set for the next step; returned.
+    pub fn decay_learning_rate(&mut self, env_frames: u64, total_frames: u64) -> f64 {
+        let lr = linear_decay(self.initial_lr, env_frames, total_frames);
+        match &mut self.optimizer {
+            AnyOptimizer::RmsProp(o) => o.set_learning_rate(lr),
+            AnyOptimizer::Adam(o) => o.set_learning_rate(lr),
+        }
+        lr
+    }
+
+    /// Checks that `tensors` hold every parameter and optimizer state
+    /// tensor (unprefixed names) with its shape, changing nothing.
+    pub fn check_restorable(&self, tensors: &HashMap<String, Tensor>) -> Result<()> {
+        for (name, current) in self.optimizer_state()? {
+            match tensors.get(&name) {
+                Some(t) if t.dims() == current.dims() => {}
+                Some(t) => {
+                    return Err(LearnerError::Batch(format!(
+                        "optimizer state `{name}` has shape {:?}, expected {:?}",
+                        t.dims(),
+                        current.dims()
+                    )))
+                }
+                None => {
+                    return Err(LearnerError::Batch(format!(
+                        "optimizer state `{name}` is missing (another optimizer?)"
+                    )))
+                }
+            }
+        }
+        check_parameters(&self.vars, tensors, "parameter")
+    }
+
+    /// Restores parameters and optimizer state; everything is checked
+    /// before anything is changed.
+    pub fn restore(&mut self, tensors: &HashMap<String, Tensor>, device: &Device) -> Result<()> {
+        self.check_restorable(tensors)?;
+        set_parameters(&self.vars, tensors, device)?;
+        let state: HashMap<String, Tensor> = tensors
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), v.to_device(device)?)))
+            .collect::<Result<_>>()?;
+        match &mut self.optimizer {
+            AnyOptimizer::RmsProp(o) => o.load_state(&state)?,
+            AnyOptimizer::Adam(o) => o.load_state(&state)?,
+        }
+        Ok(())
+    }
+
+    /// One update minimizing `loss` (a scalar): backward, clipping to
+    /// `max_grad_norm`, the optimizer step. A non-finite loss or gradient
+    /// norm is refused and changes nothing. Returns the gradient norm
+    /// before clipping.
+    pub fn apply(&mut self, loss: &Tensor, max_grad_norm: f64) -> Result<f64> {
+        let value = loss.to_scalar::<f32>()?;
+        if !value.is_finite() {
+            return Err(LearnerError::NonFinite { what: "loss", value });
+        }
+        let mut grads = loss.backward()?;
+        let vars: Vec<Var> = self.vars.iter().map(|(_, v)| v.clone()).collect();
+        let grad_norm = clip_grad_norm(&mut grads, &vars, max_grad_norm)?;
+        if !grad_norm.is_finite() {
+            return Err(LearnerError::NonFinite {
+                what: "gradient norm",
+                value: grad_norm as f32,
+            });
+        }
+        match &mut self.optimizer {
+            AnyOptimizer::RmsProp(o) => o.step(&grads)?,
+            AnyOptimizer::Adam(o) => o.step(&grads)?,
+        }
+        Ok(grad_norm)
+    }
+
+    /// A frozen copy of the network (a target network): same config, its
+    /// own variables holding the current values.
+    pub fn frozen_copy(
+        &self,
+        obs_dim: usize,
+        action: ActionKind,
+        net: &NetConfig,
+        device: &Device,
+    ) -> Result<FrozenNet> {
+        let varmap = VarMap::new();
+        let copy = PolicyNet::init(&varmap, obs_dim, action, net, 0, device)?;
+        let mut vars: NamedVars = varmap
+            .data()
+            .lock()
+            .map_err(|_| LearnerError::Batch("variable map lock poisoned".into()))?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let frozen = FrozenNet { net: copy, vars };
+        frozen.copy_from(self)?;
+        Ok(frozen)
+    }
+}
+
+/// A network that is never trained, only overwritten (a target network).
+pub struct FrozenNet {
+    net: PolicyNet,
+    vars: NamedVars,
+}
+
+impl FrozenNet {
+    pub fn net(&self) -> &PolicyNet {
+        &self.net
+    }
+
+    /// Overwrites every parameter with `source`'s current values.
+    pub fn copy_from(&self, source: &TrainableNet) -> Result<()> {
+        for ((name, mine), (source_name, theirs)) in self.vars.iter().zip(&source.vars) {
+            if name != source_name {
+                return Err(LearnerError::Batch(format!(
+                    "target network: parameter `{name}` against `{source_name}`"
+                )));
+            }
+            mine.set(&theirs.as_tensor().detach())?;
+        }
+        Ok(())
+    }
+
+    /// The parameters by name (sorted).
+    pub fn parameters(&self) -> Vec<(String, Tensor)> {
+        self.vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect()
+    }
+
+    /// Checks `tensors` hold every parameter with its shape.
+    pub fn check_restorable(&self, tensors: &HashMap<String, Tensor>) -> Result<()> {
+        check_parameters(&self.vars, tensors, "target parameter")
+    }
+
+    /// Restores the parameters (checked first).
+    pub fn restore(&self, tensors: &HashMap<String, Tensor>, device: &Device) -> Result<()> {
+        self.check_restorable(tensors)?;
+        set_parameters(&self.vars, tensors, device)
+    }
+}
+
+fn check_parameters(vars: &NamedVars, tensors: &HashMap<String, Tensor>, what: &str) -> Result<()> {
+    for (name, var) in vars {
+        match tensors.get(name) {
+            Some(t) if t.dims() == var.dims() => {}
+            Some(t) => {
+                return Err(LearnerError::Batch(format!(
+                    "{what} `{name}` has shape {:?}, the network has {:?}",
+                    t.dims(),
+                    var.dims()
+                )))
+            }
+            None => return Err(LearnerError::Batch(format!("{what} `{name}` is missing"))),
+        }
+    }
+    Ok(())
+}
+
+fn set_parameters(vars: &NamedVars, tensors: &HashMap<String, Tensor>, device: &Device) -> Result<()> {
+    for (name, var) in vars {
+        let t = tensors
+            .get(name)
+            .ok_or_else(|| LearnerError::Batch(format!("parameter `{name}` is missing")))?;
+        var.set(&t.to_device(device)?.to_dtype(var.dtype())?)?;
+    }
+    Ok(())
+}
