@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Learner samples/s on CPU, candle (ours) against PyTorch, in one run.
+# Learner samples/s on CPU, candle (ours) against PyTorch, in one run: the
+# IMPALA update and the Ape-X DQN update.
 # Usage: bash benches/learner_bench.sh [seconds-for-pytorch]
 # Needs python3 with venv; installs torch into .venv-torch (PyPI; the default
 # wheel runs on CPU).
@@ -12,17 +13,23 @@ if [ ! -x .venv-torch/bin/python ]; then
 fi
 cargo bench --no-run --bench learner_step >/dev/null 2>&1
 cargo bench --bench learner_step -- --noplot 2>&1 | grep -E "^learner|time:|thrpt:" || true
-.venv-torch/bin/python benches/torch_learner_step.py "$secs" 1 > target/torch_learner_step_1.json
-.venv-torch/bin/python benches/torch_learner_step.py "$secs" 2 > target/torch_learner_step_2.json
-cat target/torch_learner_step_1.json target/torch_learner_step_2.json
+for script in torch_learner_step torch_apex_step; do
+  for threads in 1 2; do
+    .venv-torch/bin/python "benches/$script.py" "$secs" "$threads" > "target/${script}_$threads.json"
+  done
+done
 python3 - <<'PY'
 import json
-runs = [json.load(open(f"target/torch_learner_step_{n}.json")) for n in (1, 2)]
-torch = max(runs, key=lambda r: r["samples_per_s"])
-est = json.load(open("target/criterion/learner/mlp64x64_b32_t20/new/estimates.json"))
-ours = 640 / (est["mean"]["point_estimate"] * 1e-9)
-print(f"cml-learner (candle, CPU, learner.cpu_threads = 1): {ours:10.0f} samples/s")
-for r in runs:
-    print(f"PyTorch {r['torch_version']} (CPU, {r['threads']} threads): {r['samples_per_s']:10.0f} samples/s")
-print(f"ratio to PyTorch's best: {ours / torch['samples_per_s']:.2f}x (goal >= 1x)")
+for name, script, bench in [
+    ("IMPALA", "torch_learner_step", "mlp64x64_b32_t20"),
+    ("Ape-X DQN", "torch_apex_step", "apex_mlp64x64_b32_t20"),
+]:
+    runs = [json.load(open(f"target/{script}_{n}.json")) for n in (1, 2)]
+    torch = max(runs, key=lambda r: r["samples_per_s"])
+    est = json.load(open(f"target/criterion/learner/{bench}/new/estimates.json"))
+    ours = 640 / (est["mean"]["point_estimate"] * 1e-9)
+    print(f"{name}: cml-learner (candle, CPU, learner.cpu_threads = 1): {ours:10.0f} samples/s")
+    for r in runs:
+        print(f"{name}: PyTorch {r['torch_version']} (CPU, {r['threads']} threads): {r['samples_per_s']:10.0f} samples/s")
+    print(f"{name}: ratio to PyTorch's best: {ours / torch['samples_per_s']:.2f}x (goal >= 1x)")
 PY

@@ -1,12 +1,19 @@
-//! Learner samples/s on CPU: one IMPALA update (forward over T+1 steps,
-//! V-trace, loss, backward, global-norm clipping, RMSProp) of an MLP 64×64
-//! on a batch of 32 unrolls × T = 20 of CartPole-shaped data (obs 4,
-//! 2 actions). `benches/learner_bench.sh` runs it beside the same update in
-//! PyTorch (`benches/torch_learner_step.py`) and prints the ratio.
+//! Learner samples/s on CPU, on a batch of 32 unrolls × T = 20 of
+//! CartPole-shaped data (obs 4, 2 actions), MLP 64×64:
+//! - `learner/mlp64x64_b32_t20`: one IMPALA update (forward over T+1
+//!   steps, V-trace, loss, backward, global-norm clipping, RMSProp);
+//! - `learner/apex_mlp64x64_b32_t20`: one Ape-X DQN update (online and
+//!   target forward, n-step double-Q targets, IS-weighted Huber loss,
+//!   backward, clipping, Adam, priorities; target copied every 100 steps).
+//!
+//! `benches/learner_bench.sh` runs them beside the same updates in PyTorch
+//! (`benches/torch_learner_step.py`, `benches/torch_apex_step.py`) and prints
+//! the ratios.
 
 use candle_core::{Device, Tensor};
+use cml_learner::optim::AdamConfig;
 use cml_learner::optim::RmsPropConfig;
-use cml_learner::{ImpalaLearner, LearnerConfig, OptimizerConfig, UnrollBatch};
+use cml_learner::{ApexDqnLearner, DqnConfig, ImpalaLearner, LearnerConfig, OptimizerConfig, UnrollBatch};
 use cml_policy::{ActionKind, NetConfig};
 use criterion::{criterion_group, Criterion, Throughput};
 
@@ -56,7 +63,32 @@ fn learner_step(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, learner_step);
+fn apex_step(c: &mut Criterion) {
+    let config = LearnerConfig {
+        optimizer: OptimizerConfig::Adam(AdamConfig {
+            lr: 5e-4,
+            ..AdamConfig::default()
+        }),
+        dqn: DqnConfig {
+            target_update_interval: 100,
+            ..DqnConfig::default()
+        },
+        ..Default::default()
+    };
+    let mut learner =
+        ApexDqnLearner::new(OBS, ActionKind::Categorical(2), &NetConfig::default(), config).expect("learner");
+    let mut batch = batch();
+    let weights: Vec<f32> = (0..B).map(|b| 0.1 + 0.9 * b as f32 / B as f32).collect();
+    batch.importance_weights = Some(Tensor::from_vec(weights, B, &Device::Cpu).expect("weights"));
+    let mut group = c.benchmark_group("learner");
+    group.throughput(Throughput::Elements((T * B) as u64));
+    group.bench_function("apex_mlp64x64_b32_t20", |b| {
+        b.iter(|| learner.step_at(&batch, 0).expect("step"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, learner_step, apex_step);
 
 fn main() {
     // The learner's default: candle's CPU kernels on one thread

@@ -182,7 +182,16 @@ impl ActorHost {
         }
         drop(full_tx);
 
-        let result = io_loop(config, &layout, &shared, stop, &full_rx, &free_txs, started);
+        let io = Io {
+            config,
+            layout: &layout,
+            shared: &shared,
+            stop,
+            full_rx: &full_rx,
+            free_txs: &free_txs,
+            started,
+        };
+        let result = io_loop(&io);
         shared.stop.store(true, Ordering::Relaxed);
         drop(full_rx);
         for thread in threads {
@@ -241,15 +250,20 @@ fn worker_loop(
     Ok(())
 }
 
-fn io_loop(
-    config: &HostConfig,
-    layout: &UnrollLayout,
-    shared: &Shared,
-    stop: &AtomicBool,
-    full_rx: &Receiver<UnrollChunk>,
-    free_txs: &[Sender<UnrollChunk>],
+/// What the I/O thread works with.
+#[derive(Clone, Copy)]
+struct Io<'a> {
+    config: &'a HostConfig,
+    layout: &'a UnrollLayout,
+    shared: &'a Shared,
+    stop: &'a AtomicBool,
+    full_rx: &'a Receiver<UnrollChunk>,
+    free_txs: &'a [Sender<UnrollChunk>],
     started: Instant,
-) -> Result<HostReport, ActorError> {
+}
+
+fn io_loop(io: &Io<'_>) -> Result<HostReport, ActorError> {
+    let (config, started) = (io.config, io.started);
     let ctx = zmq::Context::new();
     let mut report = HostReport {
         actors: config.workers * config.envs_per_worker,
@@ -276,8 +290,21 @@ fn io_loop(
         paused_s: report.paused_seconds,
         leaving,
     };
-    let result = deliver(
-        &ctx,
+    let result = deliver(&ctx, io, &mut follower, &mut report, &status);
+    // The learner shows this host as gone at once, not after a silence.
+    follower.send_status(&status(&report, true))?;
+    result.map(|()| report)
+}
+
+/// Weights first, then replay; then unrolls to replay until stopped.
+fn deliver(
+    ctx: &zmq::Context,
+    io: &Io<'_>,
+    follower: &mut WeightFollower,
+    report: &mut HostReport,
+    status: &dyn Fn(&HostReport, bool) -> HostStatus,
+) -> Result<(), ActorError> {
+    let Io {
         config,
         layout,
         shared,
@@ -285,30 +312,7 @@ fn io_loop(
         full_rx,
         free_txs,
         started,
-        &mut follower,
-        &mut report,
-        &status,
-    );
-    // The learner shows this host as gone at once, not after a silence.
-    follower.send_status(&status(&report, true))?;
-    result.map(|()| report)
-}
-
-/// Weights first, then replay; then unrolls to replay until stopped.
-#[allow(clippy::too_many_arguments)]
-fn deliver(
-    ctx: &zmq::Context,
-    config: &HostConfig,
-    layout: &UnrollLayout,
-    shared: &Shared,
-    stop: &AtomicBool,
-    full_rx: &Receiver<UnrollChunk>,
-    free_txs: &[Sender<UnrollChunk>],
-    started: Instant,
-    follower: &mut WeightFollower,
-    report: &mut HostReport,
-    status: &dyn Fn(&HostReport, bool) -> HostStatus,
-) -> Result<(), ActorError> {
+    } = *io;
     let fields = layout.fields();
     let stopped = || stop.load(Ordering::Relaxed) || shared.stop.load(Ordering::Relaxed);
 

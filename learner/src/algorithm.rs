@@ -34,6 +34,31 @@ pub struct SampledUnrolls<'a> {
     pub importance_weights: &'a [f32],
 }
 
+impl SampledUnrolls<'_> {
+    /// The mean importance-sampling weight of the batch (the
+    /// `train/importance_weight_mean` scalar).
+    pub fn mean_importance_weight(&self) -> f64 {
+        self.importance_weights.iter().map(|&w| f64::from(w)).sum::<f64>() / self.count.max(1) as f64
+    }
+}
+
+/// The checkpoint entry of an algorithm's frames trained on (f64: exact to
+/// 2^53); absent from checkpoints written before it existed.
+pub const FRAMES_TRAINED: &str = "meta/frames_trained";
+
+/// `frames` as its checkpoint entry.
+pub fn frames_trained_entry(frames: u64) -> Result<(String, Tensor)> {
+    Ok((FRAMES_TRAINED.to_string(), Tensor::new(frames as f64, &Device::Cpu)?))
+}
+
+/// The frames trained on of a checkpoint's state (0 when absent).
+pub fn frames_trained(state: &HashMap<String, Tensor>) -> Result<u64> {
+    Ok(match state.get(FRAMES_TRAINED) {
+        Some(t) => t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()? as u64,
+        None => 0,
+    })
+}
+
 /// What one step reports.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StepOutcome {

@@ -17,10 +17,10 @@ use cml_policy::q_values::{double_q_value, dueling_q, sequence_priority, NStep, 
 use cml_policy::{ActionKind, NetConfig, PolicyNet};
 use serde::{Deserialize, Serialize};
 
-use crate::algorithm::{Algorithm, SampledUnrolls, ScalarSpec, StepOutcome};
+use crate::algorithm::{frames_trained, frames_trained_entry, Algorithm, SampledUnrolls, ScalarSpec, StepOutcome};
 use crate::batch::UnrollBatch;
 use crate::learner::{parse_device, LearnerConfig, LearnerError, Result};
-use crate::trainable::{FrozenNet, TrainableNet};
+use crate::trainable::{unprefixed, FrozenNet, TrainableNet};
 
 /// `[learner.dqn]`: Ape-X DQN's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -286,9 +286,6 @@ impl ApexDqnLearner {
     }
 }
 
-/// The checkpoint name of the frames trained on.
-const FRAMES_TRAINED: &str = "meta/frames_trained";
-
 /// What [`ApexDqnLearner`] reports after each step, in [`StepOutcome`] order.
 const APEX_SCALARS: &[ScalarSpec] = &[
     ScalarSpec {
@@ -335,18 +332,9 @@ impl Algorithm for ApexDqnLearner {
     }
 
     fn step(&mut self, batch: &SampledUnrolls<'_>, env_frames: u64) -> Result<StepOutcome> {
-        if batch.importance_weights.len() != batch.count {
-            return Err(LearnerError::Batch(format!(
-                "{} importance weights for {} unrolls",
-                batch.importance_weights.len(),
-                batch.count
-            )));
-        }
-        let mut unrolls = UnrollBatch::from_wire(batch.layout, batch.count, batch.frames, &self.device)?;
-        unrolls.importance_weights = Some(Tensor::from_slice(batch.importance_weights, batch.count, &self.device)?);
+        let unrolls = UnrollBatch::from_sampled(batch, &self.device)?;
         let r = self.step_at(&unrolls, env_frames)?;
-        let mean_weight =
-            batch.importance_weights.iter().map(|&w| f64::from(w)).sum::<f64>() / batch.count.max(1) as f64;
+        let mean_weight = batch.mean_importance_weight();
         Ok(StepOutcome {
             scalars: vec![
                 f64::from(r.loss),
@@ -371,39 +359,21 @@ impl Algorithm for ApexDqnLearner {
     }
 
     fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        let mut state: Vec<(String, Tensor)> = self
-            .online
-            .parameters()
-            .into_iter()
-            .map(|(name, t)| (format!("param/{name}"), t))
-            .collect();
-        for (name, t) in self.online.optimizer_state()? {
-            state.push((format!("optim/{name}"), t));
-        }
+        let mut state = self.online.state_entries()?;
         for (name, t) in self.target.parameters() {
             state.push((format!("target/{name}"), t));
         }
-        state.push((
-            FRAMES_TRAINED.to_string(),
-            Tensor::new(self.frames as f64, &Device::Cpu)?,
-        ));
+        state.push(frames_trained_entry(self.frames)?);
         Ok(state)
     }
 
     fn restore(&mut self, state: &HashMap<String, Tensor>, steps: u64) -> Result<()> {
-        let frames = match state.get(FRAMES_TRAINED) {
-            Some(t) => t.to_dtype(DType::F64)?.to_scalar::<f64>()? as u64,
-            None => 0,
-        };
-        let mut online = HashMap::new();
-        let mut target = HashMap::new();
-        for (k, v) in state {
-            if let Some(name) = k.strip_prefix("target/") {
-                target.insert(name.to_string(), v.clone());
-            } else if let Some(name) = k.strip_prefix("param/").or_else(|| k.strip_prefix("optim/")) {
-                online.insert(name.to_string(), v.clone());
-            }
-        }
+        let frames = frames_trained(state)?;
+        let online = unprefixed(state);
+        let target: HashMap<String, Tensor> = state
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("target/").map(|name| (name.to_string(), v.clone())))
+            .collect();
         // Both checked before either changes.
         self.online.check_restorable(&online)?;
         self.target.check_restorable(&target)?;

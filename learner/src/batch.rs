@@ -5,6 +5,7 @@
 use candle_core::{DType, Device, Tensor};
 use cml_policy::ActionKind;
 
+use crate::algorithm::SampledUnrolls;
 use crate::learner::{LearnerError, Result};
 
 /// A batch of B unrolls of length T, time-major.
@@ -33,6 +34,21 @@ pub struct UnrollBatch {
 }
 
 impl UnrollBatch {
+    /// The time-major batch of what the learner loop sampled, with its
+    /// importance weights, on `device`.
+    pub fn from_sampled(sampled: &SampledUnrolls<'_>, device: &Device) -> Result<UnrollBatch> {
+        if sampled.importance_weights.len() != sampled.count {
+            return Err(LearnerError::Batch(format!(
+                "{} importance weights for {} unrolls",
+                sampled.importance_weights.len(),
+                sampled.count
+            )));
+        }
+        let mut batch = UnrollBatch::from_wire(sampled.layout, sampled.count, sampled.frames, device)?;
+        batch.importance_weights = Some(Tensor::from_slice(sampled.importance_weights, sampled.count, device)?);
+        Ok(batch)
+    }
+
     /// Checks every shape against a network of `obs_dim` inputs and
     /// `action` outputs (and discrete actions against the range); returns
     /// (T, B).

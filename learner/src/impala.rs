@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use cml_policy::{ActionKind, NetConfig, PolicyNet, PolicyParams};
 
-use crate::algorithm::{Algorithm, SampledUnrolls, ScalarSpec, StepOutcome};
+use crate::algorithm::{frames_trained, frames_trained_entry, Algorithm, SampledUnrolls, ScalarSpec, StepOutcome};
 use crate::batch::UnrollBatch;
 use crate::learner::{parse_device, LearnerConfig, LearnerError, Result};
 use crate::loss::{bootstrap_truncated, impala_loss, LossInputs};
-use crate::trainable::TrainableNet;
+use crate::trainable::{unprefixed, TrainableNet};
 
 /// What one learner step reports.
 #[derive(Clone, Debug, PartialEq)]
@@ -208,9 +208,6 @@ impl ImpalaLearner {
     }
 }
 
-/// The checkpoint name of [`ImpalaLearner::frames`].
-const FRAMES_TRAINED: &str = "meta/frames_trained";
-
 /// What [`ImpalaLearner`] reports after each step, in [`StepOutcome`] order.
 const IMPALA_SCALARS: &[ScalarSpec] = &[
     ScalarSpec {
@@ -265,18 +262,9 @@ impl Algorithm for ImpalaLearner {
     }
 
     fn step(&mut self, batch: &SampledUnrolls<'_>, env_frames: u64) -> Result<StepOutcome> {
-        if batch.importance_weights.len() != batch.count {
-            return Err(LearnerError::Batch(format!(
-                "{} importance weights for {} unrolls",
-                batch.importance_weights.len(),
-                batch.count
-            )));
-        }
-        let mut unrolls = UnrollBatch::from_wire(batch.layout, batch.count, batch.frames, &self.device)?;
-        unrolls.importance_weights = Some(Tensor::from_slice(batch.importance_weights, batch.count, &self.device)?);
+        let unrolls = UnrollBatch::from_sampled(batch, &self.device)?;
         let r = self.step_at(&unrolls, env_frames)?;
-        let mean_weight =
-            batch.importance_weights.iter().map(|&w| f64::from(w)).sum::<f64>() / batch.count.max(1) as f64;
+        let mean_weight = batch.mean_importance_weight();
         Ok(StepOutcome {
             scalars: vec![
                 f64::from(r.policy_loss),
@@ -303,40 +291,15 @@ impl Algorithm for ImpalaLearner {
     }
 
     fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        let mut state: Vec<(String, Tensor)> = self
-            .parameters()
-            .into_iter()
-            .map(|(name, t)| (format!("param/{name}"), t))
-            .collect();
-        for (name, t) in self.optimizer_state()? {
-            state.push((format!("optim/{name}"), t));
-        }
-        // Frames trained on, for `step`'s own schedule (f64: exact to 2^53).
-        state.push((
-            FRAMES_TRAINED.to_string(),
-            Tensor::new(self.frames as f64, &Device::Cpu)?,
-        ));
+        let mut state = self.trainable.state_entries()?;
+        // Frames trained on, for `step`'s own schedule.
+        state.push(frames_trained_entry(self.frames)?);
         Ok(state)
     }
 
     fn restore(&mut self, state: &HashMap<String, Tensor>, steps: u64) -> Result<()> {
-        // Absent from checkpoints written before it existed.
-        let frames = match state.get(FRAMES_TRAINED) {
-            Some(t) => t.to_dtype(DType::F64)?.to_scalar::<f64>()? as u64,
-            None => 0,
-        };
-        let unprefixed: HashMap<String, Tensor> = state
-            .iter()
-            .filter(|(k, _)| k.as_str() != FRAMES_TRAINED)
-            .map(|(k, v)| {
-                let name = k
-                    .strip_prefix("param/")
-                    .or_else(|| k.strip_prefix("optim/"))
-                    .unwrap_or(k);
-                (name.to_string(), v.clone())
-            })
-            .collect();
-        ImpalaLearner::restore(self, &unprefixed, steps, frames)
+        let frames = frames_trained(state)?;
+        ImpalaLearner::restore(self, &unprefixed(state), steps, frames)
     }
 
     fn device(&self) -> &Device {

@@ -47,14 +47,7 @@ impl TrainableNet {
     ) -> Result<TrainableNet> {
         let varmap = VarMap::new();
         let policy = PolicyNet::init(&varmap, obs_dim, action, net, seed, device)?;
-        let mut vars: NamedVars = varmap
-            .data()
-            .lock()
-            .map_err(|_| LearnerError::Batch("variable map lock poisoned".into()))?
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let vars = named_vars(&varmap)?;
         let (optimizer, initial_lr) = match optimizer {
             OptimizerConfig::Rmsprop(c) => (AnyOptimizer::RmsProp(RmsProp::with_names(vars.clone(), c)?), c.lr),
             OptimizerConfig::Adam(c) => (AnyOptimizer::Adam(Adam::with_names(vars.clone(), c)?), c.lr),
@@ -88,6 +81,20 @@ impl TrainableNet {
     /// Optimizer state by name.
     pub fn optimizer_state(&self) -> Result<Vec<(String, Tensor)>> {
         Ok(self.optimizer.as_state().state()?)
+    }
+
+    /// The checkpoint entries of the network and its optimizer:
+    /// `param/NAME` and `optim/NAME`.
+    pub fn state_entries(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut state: Vec<(String, Tensor)> = self
+            .parameters()
+            .into_iter()
+            .map(|(name, t)| (format!("param/{name}"), t))
+            .collect();
+        for (name, t) in self.optimizer_state()? {
+            state.push((format!("optim/{name}"), t));
+        }
+        Ok(state)
     }
 
     /// The learning rate decayed linearly over `env_frames` of
@@ -176,15 +183,10 @@ impl TrainableNet {
     ) -> Result<FrozenNet> {
         let varmap = VarMap::new();
         let copy = PolicyNet::init(&varmap, obs_dim, action, net, 0, device)?;
-        let mut vars: NamedVars = varmap
-            .data()
-            .lock()
-            .map_err(|_| LearnerError::Batch("variable map lock poisoned".into()))?
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        let frozen = FrozenNet { net: copy, vars };
+        let frozen = FrozenNet {
+            net: copy,
+            vars: named_vars(&varmap)?,
+        };
         frozen.copy_from(self)?;
         Ok(frozen)
     }
@@ -232,6 +234,34 @@ impl FrozenNet {
         self.check_restorable(tensors)?;
         set_parameters(&self.vars, tensors, device)
     }
+}
+
+/// A checkpoint's state with `param/` and `optim/` taken off the names
+/// (what [`TrainableNet::restore`] reads); other entries keep theirs.
+pub fn unprefixed(state: &HashMap<String, Tensor>) -> HashMap<String, Tensor> {
+    state
+        .iter()
+        .map(|(k, v)| {
+            let name = k
+                .strip_prefix("param/")
+                .or_else(|| k.strip_prefix("optim/"))
+                .unwrap_or(k);
+            (name.to_string(), v.clone())
+        })
+        .collect()
+}
+
+/// The variables of `varmap` by name, sorted.
+fn named_vars(varmap: &VarMap) -> Result<NamedVars> {
+    let mut vars: NamedVars = varmap
+        .data()
+        .lock()
+        .map_err(|_| LearnerError::Batch("variable map lock poisoned".into()))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(vars)
 }
 
 fn check_parameters(vars: &NamedVars, tensors: &HashMap<String, Tensor>, what: &str) -> Result<()> {

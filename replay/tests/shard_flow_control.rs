@@ -84,6 +84,15 @@ impl Peer {
         out
     }
 
+    /// Asks for `count` unrolls (as a learner).
+    fn sample(&mut self, shard: &mut ReplayShard, request_id: u64, count: u32) -> Vec<Outgoing> {
+        let frames = self
+            .sealer
+            .seal(MessageKind::Sample, &SampleRequest { request_id, count }, vec![])
+            .unwrap();
+        self.send(shard, frames)
+    }
+
     fn hello(&mut self, shard: &mut ReplayShard) -> u32 {
         let frames = self
             .sealer
@@ -154,18 +163,7 @@ fn queue_mode_makes_actors_wait_and_never_overfills() {
 
     // The learner consumes 8: the freed slots go to waiting actors, oldest first.
     let mut learner = Peer::new("learner", 9);
-    let frames = learner
-        .sealer
-        .seal(
-            MessageKind::Sample,
-            &SampleRequest {
-                request_id: 1,
-                count: 8,
-            },
-            vec![],
-        )
-        .unwrap();
-    let out = learner.send(&mut shard, frames);
+    let out = learner.sample(&mut shard, 1, 8);
     assert_eq!(grants(&mut learner, &out), vec![(MessageKind::Batch, 0)]);
     let to_c: u32 = grants(&mut c, &out).iter().map(|g| g.1).sum();
     let to_a: u32 = grants(&mut a, &out).iter().map(|g| g.1).sum();
@@ -203,11 +201,7 @@ fn queue_mode_hands_out_each_unroll_once_in_order() {
     let mut learner = Peer::new("learner", 9);
     let mut versions = Vec::new();
     for request_id in 1..=4 {
-        let frames = learner
-            .sealer
-            .seal(MessageKind::Sample, &SampleRequest { request_id, count: 8 }, vec![])
-            .unwrap();
-        let out = learner.send(&mut shard, frames);
+        let out = learner.sample(&mut shard, request_id, 8);
         let opened = learner.opener.open(&out[0].1).unwrap();
         let batch = opened.body::<cml_proto::Batch>().unwrap();
         // The payload is the unrolls themselves, in order.
@@ -319,18 +313,7 @@ fn an_insert_rate_limit_makes_actors_wait_for_the_learners_draws() {
     assert_eq!(shard.stats().outstanding_credit, 0);
     // 8 draws earn 4 inserts, granted to the waiting actor at once.
     let mut learner = Peer::new("learner", 9);
-    let frames = learner
-        .sealer
-        .seal(
-            MessageKind::Sample,
-            &SampleRequest {
-                request_id: 1,
-                count: 8,
-            },
-            vec![],
-        )
-        .unwrap();
-    let out = learner.send(&mut shard, frames);
+    let out = learner.sample(&mut shard, 1, 8);
     let to_a: u32 = grants(&mut a, &out).iter().map(|g| g.1).sum();
     assert_eq!(to_a, 4);
     let out = a.insert(&mut shard, 4);
