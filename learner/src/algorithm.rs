@@ -21,6 +21,20 @@ pub struct ScalarSpec {
     pub help: &'static str,
 }
 
+/// Scalars every gradient-based algorithm here reports.
+pub const GRAD_NORM: ScalarSpec = ScalarSpec {
+    name: "train/grad_norm",
+    help: "global gradient norm before clipping",
+};
+pub const LEARNING_RATE: ScalarSpec = ScalarSpec {
+    name: "train/learning_rate",
+    help: "learning rate of this step (linear decay over env frames produced)",
+};
+pub const IMPORTANCE_WEIGHT_MEAN: ScalarSpec = ScalarSpec {
+    name: "train/importance_weight_mean",
+    help: "mean importance-sampling weight of the batch's unrolls",
+};
+
 /// What a sampled batch gives an algorithm: unrolls in the wire layout and
 /// what replay says about each one.
 pub struct SampledUnrolls<'a> {

@@ -17,7 +17,10 @@ use cml_policy::q_values::{double_q_value, dueling_q, sequence_priority, NStep, 
 use cml_policy::{ActionKind, NetConfig, PolicyNet};
 use serde::{Deserialize, Serialize};
 
-use crate::algorithm::{frames_trained, frames_trained_entry, Algorithm, SampledUnrolls, ScalarSpec, StepOutcome};
+use crate::algorithm::{
+    frames_trained, frames_trained_entry, Algorithm, SampledUnrolls, ScalarSpec, StepOutcome, GRAD_NORM,
+    IMPORTANCE_WEIGHT_MEAN, LEARNING_RATE,
+};
 use crate::batch::UnrollBatch;
 use crate::learner::{parse_device, LearnerConfig, LearnerError, Result};
 use crate::trainable::{unprefixed, FrozenNet, TrainableNet};
@@ -304,22 +307,13 @@ const APEX_SCALARS: &[ScalarSpec] = &[
         name: "dqn/target_mean",
         help: "mean n-step double-Q target G over T and B",
     },
-    ScalarSpec {
-        name: "train/grad_norm",
-        help: "global gradient norm before clipping",
-    },
-    ScalarSpec {
-        name: "train/learning_rate",
-        help: "learning rate of this step (linear decay over env frames produced)",
-    },
+    GRAD_NORM,
+    LEARNING_RATE,
     ScalarSpec {
         name: "dqn/target_updates_total",
         help: "copies of the online network into the target network so far",
     },
-    ScalarSpec {
-        name: "train/importance_weight_mean",
-        help: "mean importance-sampling weight of the batch's unrolls",
-    },
+    IMPORTANCE_WEIGHT_MEAN,
 ];
 
 impl Algorithm for ApexDqnLearner {

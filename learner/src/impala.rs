@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use cml_policy::{ActionKind, NetConfig, PolicyNet, PolicyParams};
 
-use crate::algorithm::{frames_trained, frames_trained_entry, Algorithm, SampledUnrolls, ScalarSpec, StepOutcome};
+use crate::algorithm::{
+    frames_trained, frames_trained_entry, Algorithm, SampledUnrolls, ScalarSpec, StepOutcome, GRAD_NORM,
+    IMPORTANCE_WEIGHT_MEAN, LEARNING_RATE,
+};
 use crate::batch::UnrollBatch;
 use crate::learner::{parse_device, LearnerConfig, LearnerError, Result};
 use crate::loss::{bootstrap_truncated, impala_loss, LossInputs};
@@ -226,14 +229,8 @@ const IMPALA_SCALARS: &[ScalarSpec] = &[
         name: "loss/total",
         help: "the loss minimized: policy + baseline_cost * baseline - entropy_cost * entropy sum (a sum over T and B)",
     },
-    ScalarSpec {
-        name: "train/grad_norm",
-        help: "global gradient norm before clipping",
-    },
-    ScalarSpec {
-        name: "train/learning_rate",
-        help: "learning rate of this step (linear decay over env frames produced)",
-    },
+    GRAD_NORM,
+    LEARNING_RATE,
     ScalarSpec {
         name: "vtrace/mean_rho",
         help: "mean importance ratio pi/mu over T and B",
@@ -246,10 +243,7 @@ const IMPALA_SCALARS: &[ScalarSpec] = &[
         name: "train/explained_variance",
         help: "1 - Var(v_s - V) / Var(v_s) over the batch",
     },
-    ScalarSpec {
-        name: "train/importance_weight_mean",
-        help: "mean importance-sampling weight of the batch's unrolls",
-    },
+    IMPORTANCE_WEIGHT_MEAN,
 ];
 
 impl Algorithm for ImpalaLearner {
