@@ -30,6 +30,7 @@ pub fn host_config(config: &Config, max_unrolls: Option<u64>) -> anyhow::Result<
         socket: config.transport.socket_options(),
         max_unrolls,
         report_interval: Duration::from_secs_f64(a.report_interval_s),
+        paced: config.learner.replay_ratio.is_some(),
         apex: match config.learner.algorithm {
             AlgorithmKind::Impala => None,
             AlgorithmKind::ApexDqn => {

@@ -213,7 +213,30 @@ impl Config {
                     .to_string(),
             );
         }
-        if self.learner.algorithm == cml_run::config::AlgorithmKind::ApexDqn && self.actor.host_id >= self.actor.hosts {
+        if let (Some(ratio), Some(cap)) = (self.learner.replay_ratio, self.replay.max_samples_per_item) {
+            if ratio > f64::from(cap) {
+                return Err(format!(
+                    "learner.replay_ratio: {ratio} draws per unroll cannot happen when replay.max_samples_per_item = {cap} \
+                     retires each unroll after {cap}"
+                ));
+            }
+        }
+        let queue_frames =
+            self.replay.capacity as u64 * u64::from(self.replay.shards) * u64::from(self.actor.unroll_length);
+        if self.replay.mode == cml_replay::index::SamplingMode::Queue && self.learner.learning_starts > queue_frames {
+            return Err(format!(
+                "learner.learning_starts: {} frames do not fit in the queue ({queue_frames} frames: replay.capacity × shards × T)",
+                self.learner.learning_starts
+            ));
+        }
+        let apex = self.learner.algorithm == cml_run::config::AlgorithmKind::ApexDqn;
+        if apex && self.actor.hosts > 1 && self.actor.workers == 0 {
+            return Err(
+                "actor.workers: set it (not 0 = one per core) when actor.hosts > 1: Ape-X numbers every host's actors alike"
+                    .to_string(),
+            );
+        }
+        if apex && self.actor.host_id >= self.actor.hosts {
             return Err(format!(
                 "actor.host_id: {} is not below actor.hosts = {} (Ape-X numbers the actors of all hosts)",
                 self.actor.host_id, self.actor.hosts
@@ -380,7 +403,7 @@ mod tests {
         let base = "[env]\nid = \"CartPole-v1\"\n";
         let c = Config::parse(&format!(
             "{base}[learner]\nalgorithm = \"apex_dqn\"\nreplay_ratio = 4.0\nlearning_starts = 5000\n\
-             [learner.dqn]\nn_step = 5\n[actor]\nhosts = 2\nhost_id = 1\n"
+             [learner.dqn]\nn_step = 5\n[actor]\nhosts = 2\nhost_id = 1\nworkers = 1\n"
         ))
         .unwrap();
         assert_eq!((c.learner.dqn.n_step, c.learner.dqn.discount), (5, 0.99));
@@ -404,6 +427,18 @@ mod tests {
                 "actor.host_id: 1 is not below actor.hosts = 1",
             ),
             ("[actor]\nepsilon_base = 1.5\n", "actor.epsilon_base: must be in [0, 1]"),
+            (
+                "[learner]\nreplay_ratio = 8.0\n[replay]\nmax_samples_per_item = 4\n",
+                "learner.replay_ratio: 8 draws per unroll cannot happen",
+            ),
+            (
+                "[learner]\nlearning_starts = 2000\n[replay]\nmode = \"queue\"\ncapacity = 64\n",
+                "learner.learning_starts: 2000 frames do not fit in the queue (1280 frames",
+            ),
+            (
+                "[learner]\nalgorithm = \"apex_dqn\"\n[actor]\nhosts = 2\n",
+                "actor.workers: set it",
+            ),
         ] {
             let e = Config::parse(&format!("{base}{text}")).unwrap_err();
             assert!(e.starts_with(want), "{text}: {e}");

@@ -61,6 +61,9 @@ pub struct HostConfig {
     /// Ape-X actors (ε-greedy, first priorities); None: sample from the
     /// policy (IMPALA).
     pub apex: Option<crate::ApexActing>,
+    /// The shards pace inserts to the learner (`learner.replay_ratio`):
+    /// waiting for credit is then the normal pace, not an outage.
+    pub paced: bool,
 }
 
 /// What a host did, for logs, tests and the time breakdown.
@@ -416,8 +419,9 @@ fn deliver(
                 if let Some(shard) = inserter.wait_for_credit(n, Duration::from_millis(100))? {
                     break Some(shard);
                 }
-                if outage_since.is_none() {
-                    // Log once per outage, not per message.
+                if outage_since.is_none() && !config.paced {
+                    // Log once per outage, not per message. With a replay
+                    // ratio, waiting for credit is the normal pace instead.
                     tracing::warn!("replay gives no credit (shard down or full); actors pause until it does");
                     report.outages += 1;
                     outage_since = Some(Instant::now());
@@ -482,7 +486,7 @@ fn deliver(
     report.refused_inserts += inserter.take_progress().errors.len() as u64;
     // Unused credit goes back now, not after the shards' sender timeout
     // (in queue mode other hosts would wait for it).
-    inserter.goodbye()?;
+    inserter.goodbye();
     for client in inserter.clients() {
         let (seal, send) = client.timings();
         report.seal_ns += seal;

@@ -169,8 +169,13 @@ fn state_round_trips_and_a_bad_one_changes_nothing() {
     let probe = Tensor::new(&[[0.1f32, 0.2, 0.3]], &Device::Cpu).unwrap();
     let mut broken = state.clone();
     broken.retain(|k, _| !k.starts_with("target/"));
+    let before = (q_rows(fresh.net(), &probe), q_rows(fresh.target_net(), &probe));
     assert!(fresh.restore(&broken, 3).is_err());
     assert_eq!(fresh.steps(), 0, "nothing changed");
+    assert_eq!(
+        (q_rows(fresh.net(), &probe), q_rows(fresh.target_net(), &probe)),
+        before
+    );
     fresh.restore(&state, 3).unwrap();
     assert_eq!(fresh.steps(), 3);
     assert_eq!(q_rows(fresh.net(), &probe), q_rows(l.net(), &probe));

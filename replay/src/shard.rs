@@ -159,6 +159,14 @@ impl ReplayShard {
         if config.credit_window == 0 {
             return Err(err("credit_window must be at least 1".into()));
         }
+        if let Some(limit) = config.insert_rate {
+            if !(limit.samples_per_insert.is_finite() && limit.samples_per_insert > 0.0) {
+                return Err(err(format!(
+                    "insert rate limit: samples_per_insert must be a number > 0, found {}",
+                    limit.samples_per_insert
+                )));
+            }
+        }
         let item_bytes = config.layout.item_bytes();
         let fit = config.max_bytes / item_bytes;
         if fit == 0 {
@@ -355,9 +363,14 @@ impl ReplayShard {
         };
         let rate = match self.config.insert_rate {
             Some(limit) => {
-                let slack = u64::from(self.config.credit_window) * (self.senders.len() as u64 + 1);
+                let slack = u64::from(self.config.credit_window).saturating_mul(self.senders.len() as u64 + 1);
+                // `as` saturates: a tiny ratio earns u64::MAX, not a wrap.
                 let earned = (self.sampled_total as f64 / limit.samples_per_insert) as u64;
-                (limit.warmup_unrolls + earned + slack).saturating_sub(self.inserted_total + reserved)
+                limit
+                    .warmup_unrolls
+                    .saturating_add(earned)
+                    .saturating_add(slack)
+                    .saturating_sub(self.inserted_total + reserved)
             }
             None => u64::MAX,
         };

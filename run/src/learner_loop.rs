@@ -243,13 +243,13 @@ fn gather(
 }
 
 /// Whether the learner may take a step: `learning_starts` frames were
-/// produced, and (with a `replay_ratio`) the frames consumed are not ahead
-/// of ratio × frames produced.
-fn may_step(learner: &LearnerSection, env_frames: u64, frames_consumed: u64) -> bool {
+/// produced in the run, and (with a `replay_ratio`) the frames this process
+/// consumed are not ahead of ratio × the frames it saw produced.
+fn may_step(learner: &LearnerSection, env_frames: u64, produced_here: u64, consumed_here: u64) -> bool {
     env_frames >= learner.learning_starts
         && learner
             .replay_ratio
-            .is_none_or(|ratio| frames_consumed as f64 <= ratio * env_frames as f64)
+            .is_none_or(|ratio| consumed_here as f64 <= ratio * produced_here as f64)
 }
 
 /// The run's counters between reports.
@@ -402,7 +402,17 @@ pub fn run_learner(
         if let Some(reason) = stop_conditions.reason(stop, env_frames(&replay), &returns) {
             break reason;
         }
-        if !may_step(learner, env_frames(&replay), frames_consumed) {
+        // The ratio is held on this process's own counts (frames consumed
+        // here, inserts seen by this client), so a learner that restarts
+        // against shards already at their rate limit draws first and lets
+        // them grant again.
+        let consumed_here = frames_consumed - resumed.frames_consumed;
+        if !may_step(
+            learner,
+            env_frames(&replay),
+            replay.inserted_unrolls() * t,
+            consumed_here,
+        ) {
             // Ahead of the actors (learning_starts, replay_ratio): wait for
             // them; an empty request brings the shards' insert counts and
             // the episodes that finished.
@@ -585,11 +595,18 @@ mod tests {
             learning_starts: 1000,
             ..LearnerSection::default()
         };
-        assert!(!may_step(&paced, 999, 0), "before learning_starts");
-        assert!(may_step(&paced, 1000, 0));
-        assert!(may_step(&paced, 1000, 4000), "at the ratio");
-        assert!(!may_step(&paced, 1000, 4001), "ahead of it");
-        assert!(may_step(&LearnerSection::default(), 0, 1 << 40), "no pacing by default");
+        assert!(!may_step(&paced, 999, 999, 0), "before learning_starts");
+        assert!(may_step(&paced, 1000, 1000, 0));
+        assert!(may_step(&paced, 1000, 1000, 4000), "at the ratio");
+        assert!(!may_step(&paced, 1000, 1000, 4001), "ahead of it");
+        // A resumed learner: the run's frames count for learning_starts,
+        // its own for the ratio, so it may draw first.
+        assert!(may_step(&paced, 50_000, 0, 0));
+        assert!(!may_step(&paced, 50_000, 0, 640));
+        assert!(
+            may_step(&LearnerSection::default(), 0, 0, 1 << 40),
+            "no pacing by default"
+        );
     }
 
     #[test]
