@@ -328,7 +328,6 @@ impl Algorithm for ApexDqnLearner {
     fn step(&mut self, batch: &SampledUnrolls<'_>, env_frames: u64) -> Result<StepOutcome> {
         let unrolls = UnrollBatch::from_sampled(batch, &self.device)?;
         let r = self.step_at(&unrolls, env_frames)?;
-        let mean_weight = batch.mean_importance_weight();
         Ok(StepOutcome {
             scalars: vec![
                 f64::from(r.loss),
@@ -338,7 +337,7 @@ impl Algorithm for ApexDqnLearner {
                 f64::from(r.grad_norm),
                 r.learning_rate,
                 (self.steps / self.config.dqn.target_update_interval) as f64,
-                mean_weight,
+                batch.mean_importance_weight(),
             ],
             priorities: r.priorities,
         })

@@ -258,7 +258,6 @@ impl Algorithm for ImpalaLearner {
     fn step(&mut self, batch: &SampledUnrolls<'_>, env_frames: u64) -> Result<StepOutcome> {
         let unrolls = UnrollBatch::from_sampled(batch, &self.device)?;
         let r = self.step_at(&unrolls, env_frames)?;
-        let mean_weight = batch.mean_importance_weight();
         Ok(StepOutcome {
             scalars: vec![
                 f64::from(r.policy_loss),
@@ -270,7 +269,7 @@ impl Algorithm for ImpalaLearner {
                 f64::from(r.mean_rho),
                 f64::from(r.rho_clipped_fraction),
                 f64::from(r.explained_variance),
-                mean_weight,
+                batch.mean_importance_weight(),
             ],
             priorities: r.priorities.iter().map(|&p| f64::from(p)).collect(),
         })
