@@ -4,6 +4,7 @@
 
 use candle_core::{Device, Tensor};
 use cml_envs::{Action, Env, EnvError};
+use cml_policy::q_values::argmax;
 use cml_policy::{PolicyNet, PolicyParams};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -26,19 +27,6 @@ pub enum PlayError {
 pub struct Episode {
     pub score: f64,
     pub length: u64,
-}
-
-/// The index of the largest logit (the first on ties): a categorical
-/// policy's most likely action.
-pub fn greedy_categorical(logits: &[f32]) -> usize {
-    logits
-        .iter()
-        .enumerate()
-        .fold(
-            (0, f32::NEG_INFINITY),
-            |best, (i, &l)| if l > best.1 { (i, l) } else { best },
-        )
-        .0
 }
 
 /// Plays `episodes` episodes of `env` with `net`, resetting episode `i`
@@ -68,7 +56,9 @@ pub fn play_episodes(
                     let a = if sample {
                         sample_categorical(&logits, &mut rng).0 as usize
                     } else {
-                        greedy_categorical(&logits)
+                        // The most likely action: the first largest logit (for an
+                        // Ape-X network, also the greedy action of Q).
+                        argmax(&logits)
                     };
                     Action::Discrete(a as i64)
                 }
@@ -101,7 +91,7 @@ mod tests {
 
     #[test]
     fn greedy_takes_the_first_largest_logit() {
-        assert_eq!(greedy_categorical(&[0.1, 2.0, -1.0, 2.0]), 1);
-        assert_eq!(greedy_categorical(&[-3.0]), 0);
+        assert_eq!(argmax(&[0.1, 2.0, -1.0, 2.0]), 1);
+        assert_eq!(argmax(&[-3.0]), 0);
     }
 }

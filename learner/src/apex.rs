@@ -242,7 +242,9 @@ impl ApexDqnLearner {
             .narrow(0, 0, t * b)?
             .gather(&actions, D::Minus1)?
             .squeeze(D::Minus1)?;
-        let target_tensor = Tensor::from_vec(targets.clone(), t * b, &self.device)?;
+        let n = (t * b) as f32;
+        let target_mean = targets.iter().sum::<f32>() / n;
+        let target_tensor = Tensor::from_vec(targets, t * b, &self.device)?;
         let td = (&target_tensor - &q_taken)?;
         // Huber_κ(δ) = ½ min(|δ|, κ)² + κ (|δ| − min(|δ|, κ)).
         let kappa = f64::from(dqn.huber_delta);
@@ -275,12 +277,11 @@ impl ApexDqnLearner {
         if target_updated {
             self.target.copy_from(&self.online)?;
         }
-        let n = (t * b) as f32;
         Ok(DqnStepReport {
             loss: loss_value,
             td_abs_mean: abs_td.iter().sum::<f32>() / n,
             q_mean,
-            target_mean: targets.iter().sum::<f32>() / n,
+            target_mean,
             grad_norm: grad_norm as f32,
             learning_rate: lr,
             target_updated,

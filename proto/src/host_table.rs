@@ -81,7 +81,8 @@ impl HostTable {
     /// Records `status` from `sender`, seen at `address`, at `now`.
     pub fn record(&self, sender: u64, address: &str, status: &HostStatus, now: Instant) {
         let mut entries = self.entries.lock();
-        if !entries.contains_key(&sender) {
+        let new_sender = !entries.contains_key(&sender);
+        if new_sender {
             let active = entries.values().filter(|e| !is_gone(e, now)).count();
             if active >= MAX_ACTIVE_ROWS {
                 return;
@@ -132,7 +133,11 @@ impl HostTable {
             row.env_steps_per_s = 0.0;
         }
         entry.seen = now;
-        drop_oldest_gone(&mut entries, now);
+        // Rows are only added here, so bounding the gone ones when a row is
+        // added keeps the table bounded (no scan per status).
+        if new_sender {
+            drop_oldest_gone(&mut entries, now);
+        }
     }
 
     /// Every row at `now`: active ones first (by host id), then gone ones
