@@ -21,8 +21,21 @@ fn temp_config(name: &str, text: &str) -> PathBuf {
 
 #[test]
 fn rollout_runs_every_shipped_config() {
-    for config in ["configs/cartpole.toml", "configs/acrobot.toml", "configs/pendulum.toml"] {
-        assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join(config).exists());
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut configs: Vec<String> = std::fs::read_dir(&dir)
+        .expect("configs/")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    configs.sort();
+    assert!(configs.len() >= 8, "{configs:?}");
+    assert!(
+        configs.iter().any(|c| c.ends_with("minatar-breakout.toml")),
+        "{configs:?}"
+    );
+    for config in &configs {
         let out = cml_rl(&["rollout", config, "--episodes", "5", "--envs", "4"]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(

@@ -12,6 +12,8 @@
 //!   each finished episode's true final observation.
 //! - [`classic`]: CartPole-v1, Acrobot-v1, MountainCar-v0,
 //!   MountainCarContinuous-v0 and Pendulum-v1, bit-exact with Gymnasium 1.4.
+//! - [`minatar`]: the five MinAtar games (`MinAtar/Breakout-v1`, ...),
+//!   bit-exact with the `minatar` 1.0.15 package.
 //! - With the `gymnasium-rs` feature, [`gymnasium_rs_adapter`] runs any
 //!   `gymnasium_rs` env as ours.
 //!
@@ -21,6 +23,7 @@ pub mod classic;
 mod env;
 #[cfg(feature = "gymnasium-rs")]
 pub mod gymnasium_rs_adapter;
+pub mod minatar;
 mod params;
 mod registry;
 pub mod rng;

@@ -95,8 +95,8 @@ impl Registry {
         Self::default()
     }
 
-    /// A registry holding the five built-in classic-control envs, with
-    /// Gymnasium's time limits.
+    /// A registry holding the built-in envs: the five classic-control ones,
+    /// with Gymnasium's time limits, and the ten MinAtar ids.
     pub fn with_builtins() -> Self {
         let mut r = Registry::new();
         let builtins = [
@@ -110,7 +110,7 @@ impl Registry {
                 .with_max_episode_steps(MountainCarContinuous::MAX_EPISODE_STEPS),
             EnvSpec::new(Pendulum::ID, Pendulum::from_params).with_max_episode_steps(Pendulum::MAX_EPISODE_STEPS),
         ];
-        for spec in builtins {
+        for spec in builtins.into_iter().chain(crate::minatar::registry_specs()) {
             r.specs.insert(spec.id.clone(), spec);
         }
         r

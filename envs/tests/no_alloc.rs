@@ -1,4 +1,5 @@
-//! Stepping allocates nothing: every built-in env, `EnvHandle`, `VecEnv` and
+//! Stepping allocates nothing: every built-in env (classic control and
+//! MinAtar), `EnvHandle`, `VecEnv` and
 //! the native `CartPoleVec`, through many steps and autoresets, under an
 //! allocator that counts this thread's allocations.
 
@@ -38,12 +39,22 @@ fn allocations() -> u64 {
     ALLOCATIONS.with(|c| c.get())
 }
 
-const IDS: [&str; 5] = [
+const IDS: [&str; 15] = [
     "CartPole-v1",
     "Acrobot-v1",
     "MountainCar-v0",
     "MountainCarContinuous-v0",
     "Pendulum-v1",
+    "MinAtar/Asterix-v1",
+    "MinAtar/Breakout-v1",
+    "MinAtar/Freeway-v1",
+    "MinAtar/Seaquest-v1",
+    "MinAtar/SpaceInvaders-v1",
+    "MinAtar/Asterix-v0",
+    "MinAtar/Breakout-v0",
+    "MinAtar/Freeway-v0",
+    "MinAtar/Seaquest-v0",
+    "MinAtar/SpaceInvaders-v0",
 ];
 
 #[test]
