@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Learner samples/s on CPU, candle (ours) against PyTorch, in one run: the
-# IMPALA update and the Ape-X DQN update.
+# IMPALA update (MLP and the MinAtar CNN) and the Ape-X DQN update.
 # Usage: bash benches/learner_bench.sh [seconds-for-pytorch]
 # Needs python3 with venv; installs torch into .venv-torch (PyPI; the default
 # wheel runs on CPU).
@@ -18,11 +18,15 @@ for script in torch_learner_step torch_apex_step; do
     .venv-torch/bin/python "benches/$script.py" "$secs" "$threads" > "target/${script}_$threads.json"
   done
 done
+for threads in 1 2; do
+  .venv-torch/bin/python benches/torch_learner_step.py "$secs" "$threads" minatar > "target/torch_minatar_step_$threads.json"
+done
 python3 - <<'PY'
 import json
 for name, script, bench in [
     ("IMPALA", "torch_learner_step", "mlp64x64_b32_t20"),
     ("Ape-X DQN", "torch_apex_step", "apex_mlp64x64_b32_t20"),
+    ("IMPALA, MinAtar net", "torch_minatar_step", "minatar_b32_t20"),
 ]:
     runs = [json.load(open(f"target/{script}_{n}.json")) for n in (1, 2)]
     torch = max(runs, key=lambda r: r["samples_per_s"])

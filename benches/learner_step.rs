@@ -6,6 +6,10 @@
 //!   target forward, n-step double-Q targets, IS-weighted Huber loss,
 //!   backward, clipping, Adam, priorities; target copied every 100 steps).
 //!
+//! - `learner/minatar_b32_t20`: the IMPALA update of the MinAtar network
+//!   (conv 16@3×3 + FC 128) on 32 unrolls × T = 20 of `[10, 10, 4]` 0/1
+//!   observations, 3 actions.
+//!
 //! `benches/learner_bench.sh` runs them beside the same updates in PyTorch
 //! (`benches/torch_learner_step.py`, `benches/torch_apex_step.py`) and prints
 //! the ratios.
@@ -22,6 +26,12 @@ const B: usize = 32;
 const OBS: usize = 4;
 
 fn batch() -> UnrollBatch {
+    batch_of(OBS, 2, false)
+}
+
+/// `obs` values per observation (0/1 when `binary`, else in [-1, 1]) and
+/// `actions` actions.
+fn batch_of(obs_dim: usize, actions: u32, binary: bool) -> UnrollBatch {
     let dev = Device::Cpu;
     let mut s: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = move || {
@@ -30,13 +40,24 @@ fn batch() -> UnrollBatch {
         s ^= s << 17;
         (s >> 40) as f32 / (1u64 << 24) as f32
     };
-    let obs: Vec<f32> = (0..(T + 1) * B * OBS).map(|_| next() * 2.0 - 1.0).collect();
-    let actions: Vec<u32> = (0..T * B).map(|_| u32::from(next() < 0.5)).collect();
+    let obs: Vec<f32> = (0..(T + 1) * B * obs_dim)
+        .map(|_| {
+            if binary {
+                f32::from(u8::from(next() < 0.1))
+            } else {
+                next() * 2.0 - 1.0
+            }
+        })
+        .collect();
+    let n_actions = actions;
+    let actions: Vec<u32> = (0..T * B)
+        .map(|_| ((next() * n_actions as f32) as u32).min(n_actions - 1))
+        .collect();
     let terminated: Vec<f32> = (0..T * B).map(|_| f32::from(u8::from(next() < 0.05))).collect();
     UnrollBatch {
-        observations: Tensor::from_vec(obs, (T + 1, B, OBS), &dev).unwrap(),
+        observations: Tensor::from_vec(obs, (T + 1, B, obs_dim), &dev).unwrap(),
         actions: Tensor::from_vec(actions, (T, B), &dev).unwrap(),
-        behaviour_log_probs: Tensor::full(0.5f32.ln(), (T, B), &dev).unwrap(),
+        behaviour_log_probs: Tensor::full(-(n_actions as f32).ln(), (T, B), &dev).unwrap(),
         rewards: Tensor::ones((T, B), candle_core::DType::F32, &dev).unwrap(),
         terminated: Tensor::from_vec(terminated, (T, B), &dev).unwrap(),
         truncated: Tensor::zeros((T, B), candle_core::DType::F32, &dev).unwrap(),
@@ -60,6 +81,23 @@ fn learner_step(c: &mut Criterion) {
     let mut group = c.benchmark_group("learner");
     group.throughput(Throughput::Elements((T * B) as u64));
     group.bench_function("mlp64x64_b32_t20", |b| b.iter(|| learner.step(&batch).expect("step")));
+
+    let minatar = NetConfig {
+        torso: cml_policy::Torso::Minatar,
+        ..NetConfig::default()
+    };
+    let config = LearnerConfig {
+        optimizer: OptimizerConfig::Rmsprop(RmsPropConfig {
+            lr: 6e-4,
+            decay: 0.99,
+            epsilon: 0.01,
+        }),
+        ..Default::default()
+    };
+    let mut learner =
+        ImpalaLearner::new(vec![10, 10, 4], ActionKind::Categorical(3), &minatar, config).expect("learner");
+    let batch = batch_of(400, 3, true);
+    group.bench_function("minatar_b32_t20", |b| b.iter(|| learner.step(&batch).expect("step")));
     group.finish();
 }
 

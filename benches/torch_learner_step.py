@@ -2,8 +2,12 @@
 64x64 (ReLU) with policy and value heads, V-trace (rho_bar = c_bar = 1,
 lambda = 1), IMPALA loss with sums (baseline_cost 0.5, entropy_cost 0.01),
 global-norm clipping at 40, RMSprop(lr 6e-4, alpha 0.99, eps 0.01), on a
-batch of 32 unrolls x T = 20 (obs 4, 2 actions). Prints one JSON object.
-Arguments: seconds to measure, threads (0: PyTorch's default).
+batch of 32 unrolls x T = 20 (obs 4, 2 actions). With the third argument
+`minatar`: the MinAtar network instead (conv 16@3x3 stride 1 on [10, 10, 4]
+HWC observations turned to CHW, ReLU, FC 128, ReLU; 3 actions), on 0/1
+observations. Prints one JSON object.
+Arguments: seconds to measure, threads (0: PyTorch's default), net (mlp or
+minatar).
 """
 
 import json
@@ -13,7 +17,23 @@ import time
 import torch
 import torch.nn.functional as F
 
-T, B, OBS, A = 20, 32, 4, 2
+T, B = 20, 32
+NET = sys.argv[3] if len(sys.argv) > 3 else "mlp"
+OBS, A = (400, 3) if NET == "minatar" else (4, 2)
+
+
+class MinAtarNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 16, 3)
+        self.fc = torch.nn.Linear(16 * 8 * 8, 128)
+        self.policy = torch.nn.Linear(128, A)
+        self.value = torch.nn.Linear(128, 1)
+
+    def forward(self, x):
+        x = x.reshape(-1, 10, 10, 4).permute(0, 3, 1, 2)
+        h = F.relu(self.fc(F.relu(self.conv(x)).flatten(1)))
+        return self.policy(h), self.value(h).squeeze(-1)
 
 
 class Net(torch.nn.Module):
@@ -52,11 +72,14 @@ def main(seconds, threads):
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    net = Net()
+    net = MinAtarNet() if NET == "minatar" else Net()
     opt = torch.optim.RMSprop(net.parameters(), lr=6e-4, alpha=0.99, eps=0.01)
-    obs = torch.rand(T + 1, B, OBS) * 2 - 1
-    actions = (torch.rand(T, B) < 0.5).long()
-    behaviour = torch.full((T, B), float(torch.log(torch.tensor(0.5))))
+    if NET == "minatar":
+        obs = (torch.rand(T + 1, B, OBS) < 0.1).float()
+    else:
+        obs = torch.rand(T + 1, B, OBS) * 2 - 1
+    actions = torch.randint(0, A, (T, B))
+    behaviour = torch.full((T, B), float(torch.log(torch.tensor(1.0 / A))))
     rewards = torch.ones(T, B)
     terminated = (torch.rand(T, B) < 0.05).float()
     discounts = (1 - terminated) * 0.99
@@ -87,6 +110,7 @@ def main(seconds, threads):
     elapsed = time.perf_counter() - start
     print(json.dumps({
         "torch_version": torch.__version__,
+        "net": NET,
         "threads": torch.get_num_threads(),
         "steps_per_s": steps / elapsed,
         "samples_per_s": steps * T * B / elapsed,

@@ -138,6 +138,11 @@ impl Config {
         cml_run::plumbing::unroll_layout(&self.env.id, &self.env.params, self.actor.unroll_length)
     }
 
+    /// The shape of one observation of the configured env.
+    pub fn observation_shape(&self) -> Result<Vec<usize>, cml_run::RunError> {
+        cml_run::plumbing::observation_shape(&self.env.id, &self.env.params)
+    }
+
     /// The shared key (`transport.key_file`, or the one `train` hands down).
     pub fn read_key(&self) -> Result<cml_proto::SharedKey, cml_run::RunError> {
         cml_run::plumbing::read_key(&self.transport, &self.base_dir)

@@ -59,10 +59,12 @@ pub fn evaluate(
         anyhow::bail!("--episodes must be at least 1");
     }
     let layout = config.unroll_layout()?;
+    let observation_shape = config.observation_shape()?;
     let mut algorithm = cml_run::algorithms::build(
         &config.learner,
         &config.model,
         &layout,
+        &observation_shape,
         config.train.total_frames,
         config.seed,
         Some("cpu"),
@@ -71,7 +73,13 @@ pub fn evaluate(
     Checkpointer::restore(algorithm.as_mut(), &loaded, None)
         .with_context(|| format!("{} does not fit the config's network", checkpoint.display()))?;
     // The policy exactly as actors get it: from the published weights.
-    let policy = cml_actors::policy_from_weights(&algorithm.weights()?, algorithm.steps() + 1, &layout, &config.model)?;
+    let policy = cml_actors::policy_from_weights(
+        &algorithm.weights()?,
+        algorithm.steps() + 1,
+        &layout,
+        &observation_shape,
+        &config.model,
+    )?;
     let mut env = cml_envs::make_with_time_limit(
         &config.env.id,
         &config.env.params,

@@ -28,6 +28,7 @@ pub fn run(
         &config.learner,
         &config.model,
         &layout,
+        &config.observation_shape()?,
         config.train.total_frames,
         config.seed,
         None,

@@ -41,7 +41,14 @@ fn actor_priorities_equal_the_learners_first_priorities() {
     let venv = cml_envs::make_vec_with_time_limit("CartPole-v1", &cml_envs::Params::new(), k, Some(12)).unwrap();
     let mut worker = Worker::new(0, venv, t, 0, 12, Some(&acting)).unwrap();
     let layout = worker.layout();
-    let policy = policy_from_weights(&learner.weights().unwrap(), 1, &layout, &net).unwrap();
+    let policy = policy_from_weights(
+        &learner.weights().unwrap(),
+        1,
+        &layout,
+        worker.observation_shape(),
+        &net,
+    )
+    .unwrap();
     let eps = worker.epsilons().to_vec();
     assert_eq!(eps.len(), k);
     assert!((eps[0] - 0.4).abs() < 1e-12 && (eps[k - 1] - 0.4f64.powi(8)).abs() < 1e-12);

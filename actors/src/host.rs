@@ -158,6 +158,7 @@ impl ActorHost {
             )?);
         }
         let layout = workers[0].layout();
+        let observation_shape = workers[0].observation_shape().to_vec();
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             policy: PolicySlot::default(),
@@ -188,6 +189,7 @@ impl ActorHost {
         let io = Io {
             config,
             layout: &layout,
+            observation_shape: &observation_shape,
             shared: &shared,
             stop,
             full_rx: &full_rx,
@@ -258,6 +260,8 @@ fn worker_loop(
 struct Io<'a> {
     config: &'a HostConfig,
     layout: &'a UnrollLayout,
+    /// The env's observation shape, for the inference network.
+    observation_shape: &'a [usize],
     shared: &'a Shared,
     stop: &'a AtomicBool,
     full_rx: &'a Receiver<UnrollChunk>,
@@ -310,6 +314,7 @@ fn deliver(
     let Io {
         config,
         layout,
+        observation_shape,
         shared,
         stop,
         full_rx,
@@ -325,7 +330,7 @@ fn deliver(
     // New weights in, this host's status out (at most once a second).
     let mut keep_up = |follower: &mut WeightFollower, report: &mut HostReport| -> Result<(), ActorError> {
         if let Some((v, bytes)) = follower.poll(version) {
-            match policy_from_weights(&bytes, v, layout, &config.net) {
+            match policy_from_weights(&bytes, v, layout, observation_shape, &config.net) {
                 Ok(policy) => {
                     shared.policy.set(policy);
                     version = v;

@@ -171,6 +171,16 @@ impl Worker {
         self.layout
     }
 
+    /// The shape of one observation (the env's `Box` shape), which the
+    /// inference network is built for.
+    pub fn observation_shape(&self) -> &[usize] {
+        match self.venv.observation_space() {
+            Space::Box { shape, .. } => shape,
+            // `layout_for` refused anything else when the worker was made.
+            Space::Discrete(_) => &[],
+        }
+    }
+
     pub fn num_actors(&self) -> usize {
         self.num_actors
     }
@@ -337,18 +347,27 @@ impl Worker {
     }
 }
 
-/// Builds the inference network from broadcast safetensors bytes.
+/// Builds the inference network from broadcast safetensors bytes, for
+/// observations of `observation_shape` (the env's; its product is
+/// `layout.obs_dim`).
 pub fn policy_from_weights(
     bytes: &[u8],
     version: u64,
     layout: &UnrollLayout,
+    observation_shape: &[usize],
     net: &cml_policy::NetConfig,
 ) -> Result<VersionedPolicy, ActorError> {
+    if observation_shape.iter().product::<usize>() != layout.obs_dim as usize {
+        return Err(ActorError::Config(format!(
+            "observation shape {observation_shape:?} does not hold the layout's {} values",
+            layout.obs_dim
+        )));
+    }
     let action = match layout.action {
         ActionLayout::Discrete { n } => cml_policy::ActionKind::Categorical(n as usize),
         ActionLayout::Continuous { dim } => cml_policy::ActionKind::Gaussian(dim as usize),
     };
-    let net = PolicyNet::from_safetensors(bytes, layout.obs_dim as usize, action, net, &Device::Cpu)
+    let net = PolicyNet::from_safetensors(bytes, observation_shape, action, net, &Device::Cpu)
         .map_err(|e| ActorError::Weights(format!("version {version}: {e}")))?;
     Ok(VersionedPolicy { version, net })
 }

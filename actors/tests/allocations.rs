@@ -46,7 +46,14 @@ fn allocations_per_unroll(actors: usize) -> u64 {
     let bytes = PolicyNet::to_safetensors(&varmap).unwrap();
     let venv = cml_envs::make_vec("CartPole-v1", &cml_envs::Params::new(), actors).unwrap();
     let mut worker = Worker::new(0, venv, 20, 0, 3, None).unwrap();
-    let policy = policy_from_weights(&bytes, 1, &worker.layout(), &NetConfig::default()).unwrap();
+    let policy = policy_from_weights(
+        &bytes,
+        1,
+        &worker.layout(),
+        worker.observation_shape(),
+        &NetConfig::default(),
+    )
+    .unwrap();
     let mut chunk = worker.new_chunk();
     // Warm up (episode vectors grow to their working size).
     for _ in 0..5 {

@@ -39,7 +39,14 @@ fn run(seed: u64, env: &str, unrolls: usize) -> Vec<UnrollChunk> {
         }
         _ => weights(),
     };
-    let policy = policy_from_weights(&net, 1, &worker.layout(), &NetConfig::default()).unwrap();
+    let policy = policy_from_weights(
+        &net,
+        1,
+        &worker.layout(),
+        worker.observation_shape(),
+        &NetConfig::default(),
+    )
+    .unwrap();
     (0..unrolls)
         .map(|_| {
             let mut chunk = worker.new_chunk();

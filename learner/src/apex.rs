@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor, D};
 use cml_policy::q_values::{double_q_value, dueling_q, sequence_priority, NStep, NStepInputs};
-use cml_policy::{ActionKind, NetConfig, PolicyNet};
+use cml_policy::{ActionKind, NetConfig, ObservationShape, PolicyNet};
 use serde::{Deserialize, Serialize};
 
 use crate::algorithm::{
@@ -125,7 +125,14 @@ pub struct ApexDqnLearner {
 impl ApexDqnLearner {
     /// A learner with a freshly initialised network for `actions` discrete
     /// actions; the target network starts as a copy.
-    pub fn new(obs_dim: usize, action: ActionKind, net: &NetConfig, config: LearnerConfig) -> Result<Self> {
+    /// `obs`: the shape of one observation (`[d]`, or `[H, W, C]` for a
+    /// convolutional torso).
+    pub fn new(
+        obs: impl Into<ObservationShape>,
+        action: ActionKind,
+        net: &NetConfig,
+        config: LearnerConfig,
+    ) -> Result<Self> {
         let ActionKind::Categorical(actions) = action else {
             return Err(LearnerError::Batch(
                 "apex_dqn needs a discrete action space (this env's actions are continuous)".into(),
@@ -136,8 +143,8 @@ impl ApexDqnLearner {
             .validate()
             .map_err(|e| LearnerError::Batch(format!("dqn.{e}")))?;
         let device = parse_device(&config.device)?;
-        let online = TrainableNet::new(obs_dim, action, net, config.optimizer, config.seed, &device)?;
-        let target = online.frozen_copy(obs_dim, action, net, &device)?;
+        let online = TrainableNet::new(obs, action, net, config.optimizer, config.seed, &device)?;
+        let target = online.frozen_copy(action, net, &device)?;
         Ok(ApexDqnLearner {
             online,
             target,

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
-use cml_policy::{ActionKind, NetConfig, PolicyNet, PolicyParams};
+use cml_policy::{ActionKind, NetConfig, ObservationShape, PolicyNet, PolicyParams};
 
 use crate::algorithm::{
     frames_trained, frames_trained_entry, Algorithm, SampledUnrolls, ScalarSpec, StepOutcome, GRAD_NORM,
@@ -44,9 +44,16 @@ pub struct ImpalaLearner {
 
 impl ImpalaLearner {
     /// A learner with a freshly initialised network.
-    pub fn new(obs_dim: usize, action: ActionKind, net: &NetConfig, config: LearnerConfig) -> Result<Self> {
+    /// `obs`: the shape of one observation (`[d]`, or `[H, W, C]` for a
+    /// convolutional torso).
+    pub fn new(
+        obs: impl Into<ObservationShape>,
+        action: ActionKind,
+        net: &NetConfig,
+        config: LearnerConfig,
+    ) -> Result<Self> {
         let device = parse_device(&config.device)?;
-        let trainable = TrainableNet::new(obs_dim, action, net, config.optimizer, config.seed, &device)?;
+        let trainable = TrainableNet::new(obs, action, net, config.optimizer, config.seed, &device)?;
         Ok(ImpalaLearner {
             trainable,
             config,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor, Var};
 use candle_nn::{Optimizer, VarMap};
-use cml_policy::{ActionKind, NetConfig, PolicyNet};
+use cml_policy::{ActionKind, NetConfig, ObservationShape, PolicyNet};
 
 use crate::learner::{LearnerError, OptimizerConfig, Result};
 use crate::optim::{clip_grad_norm, linear_decay, Adam, NamedVars, OptimizerState, RmsProp};
@@ -38,7 +38,7 @@ pub struct TrainableNet {
 impl TrainableNet {
     /// A freshly initialised network (seeded) and its optimizer.
     pub fn new(
-        obs_dim: usize,
+        obs: impl Into<ObservationShape>,
         action: ActionKind,
         net: &NetConfig,
         optimizer: OptimizerConfig,
@@ -46,7 +46,7 @@ impl TrainableNet {
         device: &Device,
     ) -> Result<TrainableNet> {
         let varmap = VarMap::new();
-        let policy = PolicyNet::init(&varmap, obs_dim, action, net, seed, device)?;
+        let policy = PolicyNet::init(&varmap, obs, action, net, seed, device)?;
         let vars = named_vars(&varmap)?;
         let (optimizer, initial_lr) = match optimizer {
             OptimizerConfig::Rmsprop(c) => (AnyOptimizer::RmsProp(RmsProp::with_names(vars.clone(), c)?), c.lr),
@@ -174,15 +174,9 @@ impl TrainableNet {
 
     /// A frozen copy of the network (a target network): same config, its
     /// own variables holding the current values.
-    pub fn frozen_copy(
-        &self,
-        obs_dim: usize,
-        action: ActionKind,
-        net: &NetConfig,
-        device: &Device,
-    ) -> Result<FrozenNet> {
+    pub fn frozen_copy(&self, action: ActionKind, net: &NetConfig, device: &Device) -> Result<FrozenNet> {
         let varmap = VarMap::new();
-        let copy = PolicyNet::init(&varmap, obs_dim, action, net, 0, device)?;
+        let copy = PolicyNet::init(&varmap, self.net.obs_shape(), action, net, 0, device)?;
         let frozen = FrozenNet {
             net: copy,
             vars: named_vars(&varmap)?,

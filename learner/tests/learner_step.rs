@@ -104,3 +104,66 @@ fn bad_batches_are_refused_and_change_nothing() {
     assert_eq!(params(&l), before);
     assert_eq!(l.steps(), 0);
 }
+
+/// Both algorithms train the MinAtar CNN torso on `[10, 10, C]` HWC
+/// observations: parameters move, every number stays finite, and the
+/// convolution's weights are among those that move.
+#[test]
+fn both_algorithms_train_the_minatar_torso() {
+    let net = NetConfig {
+        torso: cml_policy::Torso::Minatar,
+        ..Default::default()
+    };
+    let batch = synthetic_batch(5, 6, 4, 400, 3);
+    let conv = |params: &[(String, Tensor)]| -> Vec<f32> {
+        let (_, t) = params
+            .iter()
+            .find(|(n, _)| n == "torso.conv.weight")
+            .expect("conv weights");
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    };
+
+    let mut impala = ImpalaLearner::new(
+        vec![10, 10, 4],
+        ActionKind::Categorical(3),
+        &net,
+        LearnerConfig::default(),
+    )
+    .unwrap();
+    let before = conv(&impala.parameters());
+    for _ in 0..3 {
+        let r = impala.step(&batch).unwrap();
+        assert!(r.total_loss.is_finite() && r.grad_norm.is_finite() && r.grad_norm > 0.0);
+        assert_eq!(r.priorities.len(), 4);
+    }
+    assert_ne!(conv(&impala.parameters()), before);
+
+    use cml_learner::Algorithm;
+    let mut apex = cml_learner::ApexDqnLearner::new(
+        vec![10, 10, 4],
+        ActionKind::Categorical(3),
+        &net,
+        LearnerConfig::default(),
+    )
+    .unwrap();
+    let published_conv = |apex: &cml_learner::ApexDqnLearner| -> Vec<f32> {
+        let tensors = candle_core::safetensors::load_buffer(&apex.weights().unwrap(), &Device::Cpu).unwrap();
+        tensors["torso.conv.weight"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let before = published_conv(&apex);
+    for _ in 0..3 {
+        let r = apex.step_at(&batch, 0).unwrap();
+        assert!(r.loss.is_finite() && r.grad_norm.is_finite() && r.grad_norm > 0.0);
+    }
+    assert_ne!(published_conv(&apex), before);
+
+    // A torso that cannot read the observation is refused at construction.
+    let e = ImpalaLearner::new(400, ActionKind::Categorical(3), &net, LearnerConfig::default())
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("model.torso"), "{e}");
+}

@@ -9,7 +9,9 @@
 //! n-step double-Q targets Ape-X's learner and actors share.
 //!
 //! Shapes: observations `[N, obs_dim]` (callers flatten time-major `[T, B]`
-//! batches to `N = T·B`); outputs `[N, …]`.
+//! batches to `N = T·B`); outputs `[N, …]`. The network knows the shape of
+//! one observation ([`ObservationShape`], HWC for images) and reshapes the
+//! flat rows itself where its torso needs it.
 
 pub mod q_values;
 
@@ -43,11 +45,81 @@ pub enum Activation {
     Tanh,
 }
 
+/// What turns one observation into the features both heads read
+/// (`[model] torso`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Torso {
+    /// Fully connected layers of `hidden` sizes (with `activation`) over the
+    /// flattened observation, whatever its shape.
+    #[default]
+    Mlp,
+    /// The MinAtar paper's network (Young & Tian 2019): a convolution of 16
+    /// filters 3×3, stride 1, no padding, ReLU, then fully connected 128,
+    /// ReLU. Observations `[H, W, C]` in HWC order (as the env writes them);
+    /// the convolution reads HWC patches directly.
+    Minatar,
+}
+
+impl Torso {
+    /// Its name in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Torso::Mlp => "mlp",
+            Torso::Minatar => "minatar",
+        }
+    }
+}
+
+/// Filters and width of the MinAtar torso.
+const MINATAR_FILTERS: usize = 16;
+const MINATAR_KERNEL: usize = 3;
+const MINATAR_HIDDEN: usize = 128;
+
+/// The shape of one observation: `[d]` for a flat vector, `[H, W, C]` for
+/// an image in HWC order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservationShape(pub Vec<usize>);
+
+impl ObservationShape {
+    /// Values in one observation (the product of the shape).
+    pub fn flat_dim(&self) -> usize {
+        self.0.iter().product()
+    }
+}
+
+impl From<usize> for ObservationShape {
+    fn from(dim: usize) -> Self {
+        ObservationShape(vec![dim])
+    }
+}
+
+impl From<&[usize]> for ObservationShape {
+    fn from(shape: &[usize]) -> Self {
+        ObservationShape(shape.to_vec())
+    }
+}
+
+impl From<Vec<usize>> for ObservationShape {
+    fn from(shape: Vec<usize>) -> Self {
+        ObservationShape(shape)
+    }
+}
+
+impl From<&ObservationShape> for ObservationShape {
+    fn from(shape: &ObservationShape) -> Self {
+        shape.clone()
+    }
+}
+
 /// The network's shape, from the config (`[model]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetConfig {
-    /// Hidden layer sizes of the MLP torso.
+    /// The torso: `"mlp"` (default) or `"minatar"`.
+    #[serde(default)]
+    pub torso: Torso,
+    /// Hidden layer sizes of the MLP torso (the `mlp` torso only).
     #[serde(default = "default_hidden")]
     pub hidden: Vec<usize>,
     #[serde(default)]
@@ -77,6 +149,7 @@ fn default_hidden() -> Vec<usize> {
 impl Default for NetConfig {
     fn default() -> Self {
         NetConfig {
+            torso: Torso::Mlp,
             hidden: default_hidden(),
             activation: Activation::Relu,
             initial_log_std: 0.0,
@@ -159,15 +232,140 @@ pub struct PolicyOutput {
     pub value: Tensor,
 }
 
-/// MLP torso, an action head (categorical or Gaussian) and a value head.
+/// The torso's layers.
+enum TorsoLayers {
+    Mlp(Vec<Linear>),
+    /// Over `[N, C, H, W]`.
+    Minatar {
+        conv: ConvLayer,
+        fc: Linear,
+        height: usize,
+        width: usize,
+        channels: usize,
+    },
+}
+
+/// A convolution, stride 1, no padding, over HWC observations, computed as
+/// one matrix product over the unfolded k×k patches ("im2col"): the patches
+/// are cut from the observations, which need no gradient, so backward is
+/// two matrix products. (candle's own `conv2d` backward also computes the
+/// input's gradient through a direct-loop `conv_transpose2d`.) Weights are
+/// PyTorch's `[out, in, k, k]`; the output is flattened HWC, position-major
+/// (`(y·ow + x)·out + filter`), so no transpose follows the product.
+struct ConvLayer {
+    weight: Tensor,
+    bias: Tensor,
+    kernel: usize,
+}
+
+impl ConvLayer {
+    /// `x`: `[N, H, W, C]`; returns `relu(conv(x))` flattened to
+    /// `[N, (H−k+1)·(W−k+1)·out]`, position-major.
+    fn forward_relu_flat(&self, x: &Tensor) -> Result<Tensor> {
+        let (n, h, w, _) = x.dims4()?;
+        let k = self.kernel;
+        let (oh, ow) = (h + 1 - k, w + 1 - k);
+        let out = self.weight.dim(0)?;
+        let patches = self.patches(x)?;
+        // [out, in, ky, kx] -> [out, (ky, kx, in)], the patches' order, and
+        // the bias as one more column (each patch row ends with a 1): the
+        // bias costs no pass of its own over the large output, forward or
+        // backward.
+        let kernel = self.weight.permute((0, 2, 3, 1))?.flatten_from(1)?;
+        let kernel = Tensor::cat(&[&kernel, &self.bias.unsqueeze(1)?], 1)?;
+        let y = patches.matmul(&kernel.t()?)?.relu()?;
+        Ok(y.reshape((n, oh * ow * out))?)
+    }
+
+    /// The k×k patches of `x` (`[N, H, W, C]`) as rows
+    /// `[N·oh·ow, k·k·C + 1]`, features ordered (ky, kx, c), then a 1 (for
+    /// the bias). On the CPU a plain copy loop (candle's last-axis `cat`
+    /// goes through a strided copy one element at a time); elsewhere the
+    /// same with tensor ops.
+    fn patches(&self, x: &Tensor) -> Result<Tensor> {
+        let (n, h, w, c) = x.dims4()?;
+        let k = self.kernel;
+        let (oh, ow) = (h + 1 - k, w + 1 - k);
+        if x.device().is_cpu() {
+            let data = x.flatten_all()?.to_vec1::<f32>()?;
+            let mut rows = Vec::with_capacity(n * oh * ow * (k * k * c + 1));
+            for image in data.chunks_exact(h * w * c) {
+                for y in 0..oh {
+                    for x0 in 0..ow {
+                        for ky in 0..k {
+                            let start = ((y + ky) * w + x0) * c;
+                            rows.extend_from_slice(&image[start..start + k * c]);
+                        }
+                        rows.push(1.0);
+                    }
+                }
+            }
+            return Ok(Tensor::from_vec(rows, (n * oh * ow, k * k * c + 1), x.device())?);
+        }
+        let mut parts = Vec::with_capacity(k * k + 1);
+        for ky in 0..k {
+            for kx in 0..k {
+                parts.push(x.narrow(1, ky, oh)?.narrow(2, kx, ow)?);
+            }
+        }
+        parts.push(Tensor::ones((n, oh, ow, 1), x.dtype(), x.device())?);
+        Ok(Tensor::cat(&parts, 3)?.reshape((n * oh * ow, k * k * c + 1))?)
+    }
+}
+
+/// A torso (MLP or MinAtar CNN), an action head (categorical or Gaussian)
+/// and a value head.
 pub struct PolicyNet {
-    torso: Vec<Linear>,
+    torso: TorsoLayers,
     policy_head: Linear,
     value_head: Linear,
     log_std: Option<Tensor>,
     activation: Activation,
+    obs_shape: ObservationShape,
     obs_dim: usize,
     action: ActionKind,
+}
+
+/// The `[H, W, C]` of an image observation for a convolutional torso, or
+/// the error naming `model.torso` and the shape.
+fn image_shape(torso: Torso, shape: &ObservationShape, min_side: usize) -> Result<(usize, usize, usize)> {
+    match shape.0.as_slice() {
+        &[h, w, c] if h >= min_side && w >= min_side && c >= 1 => Ok((h, w, c)),
+        other => Err(PolicyError::Config(format!(
+            "model.torso = {:?} needs observations of shape [height, width, channels] with height and width \
+             at least {min_side}; the env's observations have shape {other:?}",
+            torso.name()
+        ))),
+    }
+}
+
+/// PyTorch's `nn.Conv2d` initialisation (Kaiming-uniform with a = √5, which
+/// is uniform in ±1/√fan_in, fan_in = in·k·k; the bias alike), seeded.
+fn init_conv(
+    varmap: &VarMap,
+    name: &str,
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    rng: &mut rand::rngs::StdRng,
+    device: &Device,
+) -> Result<()> {
+    let fan_in = in_channels * kernel * kernel;
+    let bound = 1.0 / (fan_in as f32).sqrt();
+    let mut uniform = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-bound..bound)).collect() };
+    let weight = Tensor::from_vec(
+        uniform(out_channels * fan_in),
+        (out_channels, in_channels, kernel, kernel),
+        device,
+    )?;
+    let bias = Tensor::from_vec(uniform(out_channels), out_channels, device)?;
+    let mut data = varmap
+        .data()
+        .lock()
+        .map_err(|_| PolicyError::Weights("variable map lock poisoned".into()))?;
+    data.insert(format!("{name}.weight"), Var::from_tensor(&weight)?);
+    data.insert(format!("{name}.bias"), Var::from_tensor(&bias)?);
+    Ok(())
 }
 
 /// PyTorch's `nn.Linear` initialisation: weight and bias uniform in
@@ -198,12 +396,14 @@ impl PolicyNet {
     /// `varmap` (seeded: the same seed gives the same weights).
     pub fn init(
         varmap: &VarMap,
-        obs_dim: usize,
+        obs: impl Into<ObservationShape>,
         action: ActionKind,
         config: &NetConfig,
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
+        let obs = obs.into();
+        let obs_dim = obs.flat_dim();
         if obs_dim == 0 {
             return Err(PolicyError::Config("observation dimension is 0".into()));
         }
@@ -214,11 +414,31 @@ impl PolicyNet {
             )));
         }
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let mut fan_in = obs_dim;
-        for (i, &h) in config.hidden.iter().enumerate() {
-            init_linear(varmap, &format!("torso.{i}"), fan_in, h, &mut rng, device)?;
-            fan_in = h;
-        }
+        let fan_in = match config.torso {
+            Torso::Mlp => {
+                let mut fan_in = obs_dim;
+                for (i, &h) in config.hidden.iter().enumerate() {
+                    init_linear(varmap, &format!("torso.{i}"), fan_in, h, &mut rng, device)?;
+                    fan_in = h;
+                }
+                fan_in
+            }
+            Torso::Minatar => {
+                let (h, w, c) = image_shape(config.torso, &obs, MINATAR_KERNEL)?;
+                init_conv(
+                    varmap,
+                    "torso.conv",
+                    c,
+                    MINATAR_FILTERS,
+                    MINATAR_KERNEL,
+                    &mut rng,
+                    device,
+                )?;
+                let conv_out = MINATAR_FILTERS * (h - MINATAR_KERNEL + 1) * (w - MINATAR_KERNEL + 1);
+                init_linear(varmap, "torso.fc", conv_out, MINATAR_HIDDEN, &mut rng, device)?;
+                MINATAR_HIDDEN
+            }
+        };
         let n_out = match action {
             ActionKind::Categorical(n) | ActionKind::Gaussian(n) => n,
         };
@@ -235,41 +455,67 @@ impl PolicyNet {
                 .map_err(|_| PolicyError::Weights("variable map lock poisoned".into()))?;
             data.insert("log_std".to_string(), Var::from_tensor(&log_std)?);
         }
-        Self::build(
-            VarBuilder::from_varmap(varmap, DType::F32, device),
-            obs_dim,
-            action,
-            config,
-        )
+        Self::build(VarBuilder::from_varmap(varmap, DType::F32, device), obs, action, config)
     }
 
     /// An inference network from safetensors bytes (as broadcast by the
     /// learner); the tensors' names and shapes must fit `config`.
     pub fn from_safetensors(
         bytes: &[u8],
-        obs_dim: usize,
+        obs: impl Into<ObservationShape>,
         action: ActionKind,
         config: &NetConfig,
         device: &Device,
     ) -> Result<Self> {
+        let obs = obs.into();
+        if config.torso != Torso::Mlp {
+            // A shape the torso cannot take is the config's error, not the
+            // weights'.
+            image_shape(config.torso, &obs, MINATAR_KERNEL)?;
+        }
         let tensors = candle_core::safetensors::load_buffer(bytes, device)
             .map_err(|e| PolicyError::Weights(format!("not valid safetensors: {e}")))?;
         Self::build(
             VarBuilder::from_tensors(tensors, DType::F32, device),
-            obs_dim,
+            obs,
             action,
             config,
         )
         .map_err(|e| PolicyError::Weights(format!("do not fit the configured network: {e}")))
     }
 
-    fn build(vb: VarBuilder, obs_dim: usize, action: ActionKind, config: &NetConfig) -> Result<Self> {
-        let mut torso = Vec::with_capacity(config.hidden.len());
-        let mut fan_in = obs_dim;
-        for (i, &h) in config.hidden.iter().enumerate() {
-            torso.push(candle_nn::linear(fan_in, h, vb.pp(format!("torso.{i}")))?);
-            fan_in = h;
-        }
+    fn build(vb: VarBuilder, obs: ObservationShape, action: ActionKind, config: &NetConfig) -> Result<Self> {
+        let obs_dim = obs.flat_dim();
+        let (torso, fan_in) = match config.torso {
+            Torso::Mlp => {
+                let mut layers = Vec::with_capacity(config.hidden.len());
+                let mut fan_in = obs_dim;
+                for (i, &h) in config.hidden.iter().enumerate() {
+                    layers.push(candle_nn::linear(fan_in, h, vb.pp(format!("torso.{i}")))?);
+                    fan_in = h;
+                }
+                (TorsoLayers::Mlp(layers), fan_in)
+            }
+            Torso::Minatar => {
+                let (height, width, channels) = image_shape(config.torso, &obs, MINATAR_KERNEL)?;
+                let conv_vb = vb.pp("torso.conv");
+                let conv = ConvLayer {
+                    weight: conv_vb.get((MINATAR_FILTERS, channels, MINATAR_KERNEL, MINATAR_KERNEL), "weight")?,
+                    bias: conv_vb.get(MINATAR_FILTERS, "bias")?,
+                    kernel: MINATAR_KERNEL,
+                };
+                let conv_out = MINATAR_FILTERS * (height - MINATAR_KERNEL + 1) * (width - MINATAR_KERNEL + 1);
+                let fc = candle_nn::linear(conv_out, MINATAR_HIDDEN, vb.pp("torso.fc"))?;
+                let layers = TorsoLayers::Minatar {
+                    conv,
+                    fc,
+                    height,
+                    width,
+                    channels,
+                };
+                (layers, MINATAR_HIDDEN)
+            }
+        };
         let n_out = match action {
             ActionKind::Categorical(n) | ActionKind::Gaussian(n) => n,
         };
@@ -285,6 +531,7 @@ impl PolicyNet {
             value_head,
             log_std,
             activation: config.activation,
+            obs_shape: obs,
             obs_dim,
             action,
         })
@@ -292,6 +539,11 @@ impl PolicyNet {
 
     pub fn obs_dim(&self) -> usize {
         self.obs_dim
+    }
+
+    /// The shape of one observation the network was built for.
+    pub fn obs_shape(&self) -> &ObservationShape {
+        &self.obs_shape
     }
 
     pub fn action_kind(&self) -> ActionKind {
@@ -307,14 +559,31 @@ impl PolicyNet {
                 self.obs_dim
             )));
         }
-        let mut h = obs.clone();
-        for layer in &self.torso {
-            h = layer.forward(&h)?;
-            h = match self.activation {
-                Activation::Relu => h.relu()?,
-                Activation::Tanh => h.tanh()?,
-            };
-        }
+        let h = match &self.torso {
+            TorsoLayers::Mlp(layers) => {
+                let mut h = obs.clone();
+                for layer in layers {
+                    h = layer.forward(&h)?;
+                    h = match self.activation {
+                        Activation::Relu => h.relu()?,
+                        Activation::Tanh => h.tanh()?,
+                    };
+                }
+                h
+            }
+            TorsoLayers::Minatar {
+                conv,
+                fc,
+                height,
+                width,
+                channels,
+            } => {
+                // HWC rows to [N, H, W, C]; the convolution reads HWC.
+                let x = obs.reshape((dims[0], *height, *width, *channels))?;
+                let x = conv.forward_relu_flat(&x)?;
+                fc.forward(&x)?.relu()?
+            }
+        };
         let head = self.policy_head.forward(&h)?;
         let value = self.value_head.forward(&h)?.squeeze(D::Minus1)?;
         let policy = match &self.log_std {
@@ -436,5 +705,127 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.to_string().contains("do not fit"), "{e}");
+    }
+
+    #[test]
+    fn minatar_torso_reads_hwc_images() {
+        let cfg = NetConfig {
+            torso: Torso::Minatar,
+            ..Default::default()
+        };
+        let vm = VarMap::new();
+        let shape = vec![10, 10, 4];
+        let net = PolicyNet::init(&vm, shape.clone(), ActionKind::Categorical(3), &cfg, 3, &Device::Cpu).unwrap();
+        assert_eq!(net.obs_dim(), 400);
+        {
+            let data = vm.data().lock().unwrap();
+            assert_eq!(data["torso.conv.weight"].as_tensor().dims(), &[16, 4, 3, 3]);
+            assert_eq!(data["torso.fc.weight"].as_tensor().dims(), &[128, 16 * 8 * 8]);
+        }
+        let x = obs(6, 400);
+        let out = net.forward(&x).unwrap();
+        assert_eq!(out.value.dims(), &[6]);
+
+        // The first layer is a 3x3 convolution over HWC cells: a one-cell
+        // image at (y 0, x 0, c 2) changes the conv output at (0, 0) only,
+        // which the network sees through the same weights whatever the
+        // batch row.
+        let conv_w = vm.data().lock().unwrap()["torso.conv.weight"].as_tensor().clone();
+        let conv_b = vm.data().lock().unwrap()["torso.conv.bias"].as_tensor().clone();
+        // The unfolded convolution equals candle's conv2d on NCHW (its output
+        // read position-major), on random images.
+        let imgs = Tensor::rand(0f32, 1f32, (3, 10, 10, 4), &Device::Cpu).unwrap();
+        let ours = ConvLayer {
+            weight: conv_w.clone(),
+            bias: conv_b.clone(),
+            kernel: 3,
+        }
+        .forward_relu_flat(&imgs)
+        .unwrap();
+        let reference = candle_nn::Conv2d::new(conv_w.clone(), Some(conv_b), candle_nn::Conv2dConfig::default())
+            .forward(&imgs.permute((0, 3, 1, 2)).unwrap().contiguous().unwrap())
+            .unwrap()
+            .relu()
+            .unwrap()
+            .permute((0, 2, 3, 1))
+            .unwrap()
+            .flatten_from(1)
+            .unwrap();
+        assert_eq!(ours.dims(), &[3, 1024]);
+        let diff: f32 = (ours - reference)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(diff < 1e-5, "{diff}");
+        let mut img = vec![0f32; 400];
+        img[2] = 1.0;
+        let one = Tensor::from_vec(img, (1, 400), &Device::Cpu).unwrap();
+        let chw = one
+            .reshape((1, 10, 10, 4))
+            .unwrap()
+            .permute((0, 3, 1, 2))
+            .unwrap()
+            .contiguous()
+            .unwrap();
+        let conv = candle_nn::Conv2d::new(conv_w, None, candle_nn::Conv2dConfig::default());
+        let y = conv.forward(&chw).unwrap();
+        let y: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+        let nonzero: Vec<usize> = y
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v != 0.0)
+            .map(|(i, _)| i)
+            .collect();
+        // Output channel k at (0, 0) is index k·64: weight [k, 2, 0, 0].
+        assert_eq!(nonzero.len(), 16, "{nonzero:?}");
+        assert!(nonzero.iter().all(|i| i % 64 == 0), "{nonzero:?}");
+
+        // Gradients reach the convolution.
+        let loss = out.value.sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        let conv_var = vm.data().lock().unwrap()["torso.conv.weight"].clone();
+        let g = grads.get(conv_var.as_tensor()).expect("conv weight gradient");
+        let g_norm: f32 = g.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap();
+        assert!(g_norm > 0.0 && g_norm.is_finite(), "{g_norm}");
+
+        // Round trip, and the same shape is needed to load the weights.
+        let bytes = PolicyNet::to_safetensors(&vm).unwrap();
+        let copy = PolicyNet::from_safetensors(&bytes, shape, ActionKind::Categorical(3), &cfg, &Device::Cpu).unwrap();
+        let back = copy.forward(&x).unwrap();
+        assert_eq!(
+            out.value.to_vec1::<f32>().unwrap(),
+            back.value.to_vec1::<f32>().unwrap()
+        );
+        let e = PolicyNet::from_safetensors(&bytes, vec![10, 10, 6], ActionKind::Categorical(3), &cfg, &Device::Cpu)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("do not fit"), "{e}");
+    }
+
+    #[test]
+    fn a_torso_that_does_not_fit_the_observation_names_model_torso() {
+        let cfg = NetConfig {
+            torso: Torso::Minatar,
+            ..Default::default()
+        };
+        let e = PolicyNet::init(&VarMap::new(), 4, ActionKind::Categorical(2), &cfg, 0, &Device::Cpu)
+            .err()
+            .unwrap();
+        assert_eq!(
+            e.to_string(),
+            "policy network: model.torso = \"minatar\" needs observations of shape [height, width, channels] \
+             with height and width at least 3; the env's observations have shape [4]"
+        );
+        let e = PolicyNet::from_safetensors(b"x", vec![2, 10, 4], ActionKind::Categorical(2), &cfg, &Device::Cpu)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("model.torso"), "{e}");
+        let parsed: NetConfig = toml::from_str("torso = \"minatar\"").unwrap();
+        assert_eq!(parsed.torso, Torso::Minatar);
+        assert!(toml::from_str::<NetConfig>("torso = \"resnet\"").is_err());
     }
 }

@@ -3,7 +3,7 @@
 //! variant to [`AlgorithmKind`] and one arm here.
 
 use cml_learner::{Algorithm, ApexDqnLearner, ImpalaLearner};
-use cml_policy::{ActionKind, NetConfig};
+use cml_policy::{ActionKind, NetConfig, ObservationShape};
 use cml_proto::{ActionLayout, UnrollLayout};
 
 use crate::config::{AlgorithmKind, LearnerSection};
@@ -17,32 +17,32 @@ pub fn action_kind(layout: &UnrollLayout) -> ActionKind {
     }
 }
 
-/// A freshly initialised algorithm for `layout`, on `device` (the
-/// section's own unless overridden, e.g. "cpu" for `eval`).
+/// A freshly initialised algorithm for `layout`, whose observations have
+/// `observation_shape` (the env's), on `device` (the section's own unless
+/// overridden, e.g. "cpu" for `eval`).
 pub fn build(
     learner: &LearnerSection,
     model: &NetConfig,
     layout: &UnrollLayout,
+    observation_shape: &[usize],
     total_frames: u64,
     seed: u64,
     device: Option<&str>,
 ) -> Result<Box<dyn Algorithm>, RunError> {
+    let obs = ObservationShape::from(observation_shape);
+    if obs.flat_dim() != layout.obs_dim as usize {
+        return Err(RunError::Config(format!(
+            "observation shape {observation_shape:?} has {} values, the unroll layout {}",
+            obs.flat_dim(),
+            layout.obs_dim
+        )));
+    }
     let mut training = learner.training(total_frames, seed);
     if let Some(device) = device {
         training.device = device.to_string();
     }
     Ok(match learner.algorithm {
-        AlgorithmKind::Impala => Box::new(ImpalaLearner::new(
-            layout.obs_dim as usize,
-            action_kind(layout),
-            model,
-            training,
-        )?),
-        AlgorithmKind::ApexDqn => Box::new(ApexDqnLearner::new(
-            layout.obs_dim as usize,
-            action_kind(layout),
-            model,
-            training,
-        )?),
+        AlgorithmKind::Impala => Box::new(ImpalaLearner::new(obs, action_kind(layout), model, training)?),
+        AlgorithmKind::ApexDqn => Box::new(ApexDqnLearner::new(obs, action_kind(layout), model, training)?),
     })
 }

@@ -46,6 +46,19 @@ pub fn unroll_layout(id: &str, params: &cml_envs::Params, t: u32) -> Result<Unro
         .map_err(|e| RunError::Config(format!("env {id:?}: {e}")))
 }
 
+/// The shape of one observation of the configured env (its `Box` shape:
+/// `[d]`, or `[H, W, C]` for images), which the network is built for.
+pub fn observation_shape(id: &str, params: &cml_envs::Params) -> Result<Vec<usize>, RunError> {
+    use cml_envs::Env;
+    let env = cml_envs::make(id, params).map_err(|e| RunError::Config(format!("env {id:?}: {e}")))?;
+    match env.observation_space() {
+        cml_envs::Space::Box { shape, .. } => Ok(shape.clone()),
+        other => Err(RunError::Config(format!(
+            "env {id:?}: observation space {other} is not supported (use a Box observation)"
+        ))),
+    }
+}
+
 /// A flag set by SIGINT or SIGTERM.
 ///
 /// A child of `cml-rl train` (which sets [`SUPERVISOR_PID_ENV`] for it) also

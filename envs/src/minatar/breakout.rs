@@ -21,7 +21,8 @@ pub struct Breakout {
     /// 0: up-left, 1: up-right, 2: down-right, 3: down-left.
     ball_dir: usize,
     pos: i32,
-    bricks: [[bool; 10]; 10],
+    /// One bit per cell, bit x of row y.
+    bricks: [u16; 10],
     strike: bool,
     last_x: i32,
     last_y: i32,
@@ -29,10 +30,14 @@ pub struct Breakout {
 }
 
 impl Breakout {
+    const FULL_ROW: u16 = (1 << 10) - 1;
+
     fn refill_bricks(&mut self) {
-        for row in &mut self.bricks[1..4] {
-            *row = [true; 10];
-        }
+        self.bricks[1..4].fill(Self::FULL_ROW);
+    }
+
+    fn brick(&self, y: i32, x: i32) -> bool {
+        self.bricks[y as usize] & (1 << x) != 0
     }
 }
 
@@ -51,7 +56,7 @@ impl Game for Breakout {
         self.ball_x = x;
         self.ball_dir = dir;
         self.pos = 4;
-        self.bricks = [[false; 10]; 10];
+        self.bricks = [0; 10];
         self.refill_bricks();
         self.strike = false;
         self.last_x = self.ball_x;
@@ -84,17 +89,17 @@ impl Game for Breakout {
         if new_y < 0 {
             new_y = 0;
             self.ball_dir = [3, 2, 1, 0][self.ball_dir];
-        } else if self.bricks[new_y as usize][new_x as usize] {
+        } else if self.brick(new_y, new_x) {
             strike_toggle = true;
             if !self.strike {
                 reward += 1;
                 self.strike = true;
-                self.bricks[new_y as usize][new_x as usize] = false;
+                self.bricks[new_y as usize] &= !(1 << new_x);
                 new_y = self.last_y;
                 self.ball_dir = [3, 2, 1, 0][self.ball_dir];
             }
         } else if new_y == 9 {
-            if self.bricks.iter().flatten().all(|b| !b) {
+            if self.bricks.iter().all(|&row| row == 0) {
                 self.refill_bricks();
             }
             if self.ball_x == self.pos {
@@ -120,11 +125,11 @@ impl Game for Breakout {
         frame.set(self.ball_y, self.ball_x, BALL);
         frame.set(9, self.pos, PADDLE);
         frame.set(self.last_y, self.last_x, TRAIL);
-        for (y, row) in self.bricks.iter().enumerate() {
-            for (x, &brick) in row.iter().enumerate() {
-                if brick {
-                    frame.set(y as i32, x as i32, BRICK);
-                }
+        for (y, &row) in self.bricks.iter().enumerate() {
+            let mut bits = row;
+            while bits != 0 {
+                frame.set(y as i32, bits.trailing_zeros() as i32, BRICK);
+                bits &= bits - 1;
             }
         }
     }
