@@ -66,17 +66,22 @@ fn batch_of(obs_dim: usize, actions: u32, binary: bool) -> UnrollBatch {
     }
 }
 
-fn learner_step(c: &mut Criterion) {
-    let config = LearnerConfig {
+/// The IMPALA learner's settings for both IMPALA benches (RMSProp, as the
+/// PyTorch side).
+fn impala_config() -> LearnerConfig {
+    LearnerConfig {
         optimizer: OptimizerConfig::Rmsprop(RmsPropConfig {
             lr: 6e-4,
             decay: 0.99,
             epsilon: 0.01,
         }),
         ..Default::default()
-    };
+    }
+}
+
+fn learner_step(c: &mut Criterion) {
     let mut learner =
-        ImpalaLearner::new(OBS, ActionKind::Categorical(2), &NetConfig::default(), config).expect("learner");
+        ImpalaLearner::new(OBS, ActionKind::Categorical(2), &NetConfig::default(), impala_config()).expect("learner");
     let batch = batch();
     let mut group = c.benchmark_group("learner");
     group.throughput(Throughput::Elements((T * B) as u64));
@@ -86,16 +91,8 @@ fn learner_step(c: &mut Criterion) {
         torso: cml_policy::Torso::Minatar,
         ..NetConfig::default()
     };
-    let config = LearnerConfig {
-        optimizer: OptimizerConfig::Rmsprop(RmsPropConfig {
-            lr: 6e-4,
-            decay: 0.99,
-            epsilon: 0.01,
-        }),
-        ..Default::default()
-    };
     let mut learner =
-        ImpalaLearner::new(vec![10, 10, 4], ActionKind::Categorical(3), &minatar, config).expect("learner");
+        ImpalaLearner::new(vec![10, 10, 4], ActionKind::Categorical(3), &minatar, impala_config()).expect("learner");
     let batch = batch_of(400, 3, true);
     group.bench_function("minatar_b32_t20", |b| b.iter(|| learner.step(&batch).expect("step")));
     group.finish();
