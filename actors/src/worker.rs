@@ -174,11 +174,8 @@ impl Worker {
     /// The shape of one observation (the env's `Box` shape), which the
     /// inference network is built for.
     pub fn observation_shape(&self) -> &[usize] {
-        match self.venv.observation_space() {
-            Space::Box { shape, .. } => shape,
-            // `layout_for` refused anything else when the worker was made.
-            Space::Discrete(_) => &[],
-        }
+        // `layout_for` refused anything but a `Box` when the worker was made.
+        self.venv.observation_space().box_shape().unwrap_or(&[])
     }
 
     pub fn num_actors(&self) -> usize {

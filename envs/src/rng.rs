@@ -97,6 +97,22 @@ impl SeedSequence {
     }
 }
 
+/// 128 random bits from the operating system, for generators of envs that
+/// were never given a seed. Without an OS entropy source: the clock and the
+/// address of a stack value, which still differ from env to env.
+pub(crate) fn os_entropy() -> u128 {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let addr = &bytes as *const _ as usize as u128;
+        return nanos ^ (addr << 64);
+    }
+    u128::from_le_bytes(bytes)
+}
+
 /// NumPy's `PCG64` bit generator with Gymnasium's seeding: the same seed gives
 /// the same stream of doubles as `gymnasium.utils.seeding.np_random(seed)`.
 #[derive(Clone, Debug)]
@@ -114,18 +130,7 @@ impl NumpyRng {
     /// A generator seeded from the operating system, as Gymnasium does when
     /// an env is reset without ever having been given a seed.
     pub fn from_os_entropy() -> Self {
-        let mut bytes = [0u8; 16];
-        if getrandom::fill(&mut bytes).is_err() {
-            // No OS entropy source: fall back to the clock and the address of
-            // a stack value, which is still different for every env.
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
-            let addr = &bytes as *const _ as usize as u128;
-            bytes = (nanos ^ (addr << 64)).to_le_bytes();
-        }
-        Self::from_entropy_value(u128::from_le_bytes(bytes))
+        Self::from_entropy_value(os_entropy())
     }
 
     fn from_entropy_value(entropy: u128) -> Self {

@@ -46,6 +46,14 @@ impl Space {
         }
     }
 
+    /// The shape of a `Box` (`None` for `Discrete`).
+    pub fn box_shape(&self) -> Option<&[usize]> {
+        match self {
+            Space::Box { shape, .. } => Some(shape),
+            Space::Discrete(_) => None,
+        }
+    }
+
     /// True for `Discrete` spaces.
     pub fn is_discrete(&self) -> bool {
         matches!(self, Space::Discrete(_))

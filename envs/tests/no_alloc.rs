@@ -1,7 +1,7 @@
 //! Stepping allocates nothing: every built-in env (classic control and
-//! MinAtar), `EnvHandle`, `VecEnv` and
-//! the native `CartPoleVec`, through many steps and autoresets, under an
-//! allocator that counts this thread's allocations.
+//! MinAtar), `EnvHandle`, `VecEnv` and the native `CartPoleVec`, through
+//! many steps and autoresets, under an allocator that counts this thread's
+//! allocations.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -51,12 +51,12 @@ pub fn unroll_layout(id: &str, params: &cml_envs::Params, t: u32) -> Result<Unro
 pub fn observation_shape(id: &str, params: &cml_envs::Params) -> Result<Vec<usize>, RunError> {
     use cml_envs::Env;
     let env = cml_envs::make(id, params).map_err(|e| RunError::Config(format!("env {id:?}: {e}")))?;
-    match env.observation_space() {
-        cml_envs::Space::Box { shape, .. } => Ok(shape.clone()),
-        other => Err(RunError::Config(format!(
-            "env {id:?}: observation space {other} is not supported (use a Box observation)"
-        ))),
-    }
+    let space = env.observation_space();
+    space.box_shape().map(<[usize]>::to_vec).ok_or_else(|| {
+        RunError::Config(format!(
+            "env {id:?}: observation space {space} is not supported (use a Box observation)"
+        ))
+    })
 }
 
 /// A flag set by SIGINT or SIGTERM.

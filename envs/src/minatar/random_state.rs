@@ -42,17 +42,8 @@ impl RandomState {
     /// A stream seeded from the operating system (NumPy's `RandomState()`),
     /// for an env reset without ever being given a seed.
     pub fn from_os_entropy() -> Self {
-        let mut bytes = [0u8; 32];
-        if getrandom::fill(&mut bytes).is_err() {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
-            bytes[..16].copy_from_slice(&nanos.to_le_bytes());
-        }
-        let key: [u32; 8] = std::array::from_fn(|i| {
-            u32::from_le_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]])
-        });
+        let bits = crate::rng::os_entropy();
+        let key: [u32; 4] = std::array::from_fn(|i| (bits >> (32 * i)) as u32);
         RandomState {
             mt: Box::new(Mt::new_with_key(key)),
         }
