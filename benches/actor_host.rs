@@ -1,10 +1,11 @@
-//! End-to-end actor-host throughput: CartPole env steps per second delivered
-//! into real replay shard processes over loopback ZeroMQ (inference,
-//! stepping, unroll building, MAC and delivery all included), for several
-//! actor counts, with memory per actor and the host's time breakdown.
+//! End-to-end actor-host throughput: env steps per second delivered into
+//! real replay shard processes over loopback ZeroMQ (inference, stepping,
+//! unroll building, MAC and delivery all included), for several actor
+//! counts, with memory per actor and the host's time breakdown.
 //!
-//! `cargo bench --bench actor_host`. Environment: `CML_BENCH_ACTORS`
-//! (comma-separated totals, default 64,256,1024,4096,8192),
+//! `cargo bench --bench actor_host`. Environment: `CML_BENCH_ENV` (default
+//! CartPole-v1), `CML_BENCH_TORSO` (`mlp`, default, or `minatar`),
+//! `CML_BENCH_ACTORS` (comma-separated totals, default 64,256,1024,4096,8192),
 //! `CML_BENCH_WORKERS` (default 2), `CML_BENCH_SHARDS` (default 2),
 //! `CML_BENCH_SECONDS` measured per point (default 5, after 2 s warm-up).
 
@@ -55,6 +56,18 @@ fn main() {
     let workers: usize = env_or("CML_BENCH_WORKERS", "2").parse().unwrap();
     let shards: u32 = env_or("CML_BENCH_SHARDS", "2").parse().unwrap();
     let seconds: u64 = env_or("CML_BENCH_SECONDS", "5").parse().unwrap();
+    let env_id = env_or("CML_BENCH_ENV", "CartPole-v1");
+    let torso = env_or("CML_BENCH_TORSO", "mlp");
+    let (observation_shape, actions) = {
+        use cml_envs::Env;
+        let env = cml_envs::make(&env_id, &cml_envs::Params::new()).unwrap();
+        let shape = env.observation_space().box_shape().unwrap().to_vec();
+        let cml_envs::Space::Discrete(n) = env.action_space() else {
+            panic!("{env_id}: the bench needs a discrete action space");
+        };
+        (shape, *n)
+    };
+    let net: NetConfig = toml::from_str(&format!("torso = \"{torso}\"")).unwrap();
     let dir = std::env::temp_dir().join(format!("cml-actor-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let key = SharedKey::generate().unwrap();
@@ -70,9 +83,9 @@ fn main() {
     let varmap = VarMap::new();
     PolicyNet::init(
         &varmap,
-        4,
-        ActionKind::Categorical(2),
-        &NetConfig::default(),
+        observation_shape.as_slice(),
+        ActionKind::Categorical(actions),
+        &net,
         0,
         &Device::Cpu,
     )
@@ -80,7 +93,7 @@ fn main() {
     publisher.publish(1, PolicyNet::to_safetensors(&varmap).unwrap());
 
     println!(
-        "actor host bench: CartPole-v1, T=20, MLP 64x64, {workers} workers, {shards} shard processes, MAC on, loopback"
+        "actor host bench: {env_id}, T=20, torso {torso}, {workers} workers, {shards} shard processes, MAC on, loopback"
     );
     println!(
         "{:>7} {:>14} {:>12} {:>10}",
@@ -93,7 +106,7 @@ fn main() {
         std::fs::write(
             &config,
             format!(
-                "[env]\nid = \"CartPole-v1\"\n[transport]\nkey_file = \"run.key\"\n\
+                "[env]\nid = \"{env_id}\"\n[model]\ntorso = \"{torso}\"\n[transport]\nkey_file = \"run.key\"\n\
                  [replay]\nshards = {shards}\nbase_port = {base}\ncapacity = 200000\ncredit_window = 1024\n\
                  [actor]\nworkers = {workers}\nenvs_per_worker = {k}\ninsert_batch = 128\nreport_interval_s = 60\n\
                  [learner]\nweights_endpoint = \"tcp://127.0.0.1:{wp}\"\nweights_request_endpoint = \"tcp://127.0.0.1:{wr}\"\n"

@@ -35,14 +35,14 @@ fn weights(seed: u64) -> Vec<u8> {
 /// Samples (queue mode: consumes) up to `n` unrolls; returns their policy versions.
 fn drain(learner: &mut ReplayClient, n: usize) -> Vec<u64> {
     let batch = learner.sample(n, 1.0, Duration::from_secs(5)).expect("shard answers");
-    let layout = UnrollLayout {
-        unroll_length: 20,
-        obs_dim: 4,
-        action: ActionLayout::Discrete { n: 2 },
-    };
-    for (f, frame) in layout.fields().iter().zip(&batch.frames) {
-        assert_eq!(frame.len(), f.bytes() * batch.count, "{}", f.name);
-    }
+    let layout = UnrollLayout::flat(20, 4, ActionLayout::Discrete { n: 2 });
+    layout
+        .check_payload(
+            batch.count,
+            &layout.tensor_specs(batch.count, layout.final_count(&batch.frames)),
+            &batch.frames,
+        )
+        .expect("the batch is well formed");
     for &a in &batch.actor_ids {
         assert!(a < 1024, "actor id {a}");
     }

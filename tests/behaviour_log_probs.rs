@@ -26,7 +26,7 @@ fn check(torso: Torso) {
         ..LearnerConfig::default()
     };
     let learner = ImpalaLearner::new(worker.observation_shape(), ActionKind::Categorical(3), &net, config).unwrap();
-    let layout = worker.layout();
+    let layout = worker.layout().clone();
     let policy = policy_from_weights(
         &learner.weights().unwrap(),
         1,

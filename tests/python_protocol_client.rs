@@ -10,7 +10,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{setup, spawn};
+use common::{setup_env, spawn};
 
 fn python() -> Option<String> {
     if let Ok(python) = std::env::var("CML_PYTHON") {
@@ -34,14 +34,21 @@ fn independent_python_client_speaks_the_protocol() {
         eprintln!("SKIPPED: no Python with pyzmq, msgpack and blake3 (set CML_PYTHON)");
         return;
     };
-    let (dir, config, endpoint) = setup("python", "");
+    // f32 observations of shape [4], and u8 planes of shape [10, 10, 4].
+    for env in ["CartPole-v1", "MinAtar/Breakout-v1"] {
+        run_client(&python, env);
+    }
+}
+
+fn run_client(python: &str, env: &str) {
+    let (dir, config, endpoint) = setup_env("python", env, "");
     let _shard = spawn(
         &["replay", "--config", config.to_str().unwrap(), "--shard", "0"],
         &dir,
         Stdio::null(),
     );
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/protocol_client.py");
-    let mut child = Command::new(&python)
+    let mut child = Command::new(python)
         .args([script, "--endpoint", &endpoint, "--key-file"])
         .arg(dir.join("run.key"))
         .stdout(Stdio::piped())
@@ -60,7 +67,7 @@ fn independent_python_client_speaks_the_protocol() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("ALL OK"),
-        "python client failed:\n{stdout}\n{}",
+        "python client failed on {env}:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -14,21 +14,12 @@ use cml_replay::synthetic::synthetic_item;
 use cml_replay::{ReplayClient, SampledBatch};
 
 fn layout() -> UnrollLayout {
-    UnrollLayout {
-        unroll_length: 20,
-        obs_dim: 4,
-        action: ActionLayout::Discrete { n: 2 },
-    }
+    UnrollLayout::flat(20, 4, ActionLayout::Discrete { n: 2 })
 }
 
-/// Item b of a sampled batch, fields concatenated (the shard's packing).
+/// Unroll b of a sampled batch, its frames concatenated (as `synthetic_item`).
 fn item(batch: &SampledBatch, b: usize) -> Vec<u8> {
-    let l = layout();
-    l.fields()
-        .iter()
-        .zip(&batch.frames)
-        .flat_map(|(f, frame)| frame[b * f.bytes()..(b + 1) * f.bytes()].to_vec())
-        .collect()
+    layout().slice_unrolls(&batch.frames, b..b + 1).concat()
 }
 
 #[test]

@@ -148,16 +148,12 @@ impl ActorHost {
                     .or(cml_envs::max_episode_steps(&config.env_id).ok().flatten()),
             )
             .map_err(|e| ActorError::Env(e.to_string()))?;
-            workers.push(Worker::new(
-                w,
-                venv,
-                config.unroll_length,
-                first,
-                config.seed,
-                config.apex.as_ref(),
-            )?);
+            workers.push(
+                Worker::new(w, venv, config.unroll_length, first, config.seed, config.apex.as_ref())?
+                    .named(&config.env_id),
+            );
         }
-        let layout = workers[0].layout();
+        let layout = workers[0].layout().clone();
         let observation_shape = workers[0].observation_shape().to_vec();
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
@@ -321,7 +317,6 @@ fn deliver(
         free_txs,
         started,
     } = *io;
-    let fields = layout.fields();
     let stopped = || stop.load(Ordering::Relaxed) || shared.stop.load(Ordering::Relaxed);
 
     // Weights first: nothing can act without them.
@@ -401,11 +396,7 @@ fn deliver(
             let b1 = (b0 + batch).min(chunk.count);
             let n = (b1 - b0) as u32;
             let sliced = Instant::now();
-            let frames = fields
-                .iter()
-                .zip(&chunk.frames)
-                .map(|(f, frame)| frame[b0 * f.bytes()..b1 * f.bytes()].to_vec())
-                .collect();
+            let frames = layout.slice_unrolls(&chunk.frames, b0..b1);
             let message = UnrollMessage {
                 count: n,
                 actor_ids: (b0..b1).map(|b| chunk.first_actor + b as u64).collect(),

@@ -10,10 +10,13 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use cml_envs::{Space, VecActions, VectorEnv};
+use cml_envs::{BoxDtype, Space, VecActions, VectorEnv};
 use cml_policy::q_values::dueling_q;
 use cml_policy::{PolicyNet, PolicyParams};
-use cml_proto::{ActionLayout, Episode, UnrollLayout};
+use cml_proto::unroll::{
+    ACTIONS, BEHAVIOUR_LOG_PROBS, FINAL_OBSERVATIONS, OBSERVATIONS, REWARDS, TERMINATED, TRUNCATED,
+};
+use cml_proto::{ActionLayout, DType, Episode, UnrollLayout};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
@@ -36,7 +39,8 @@ pub struct UnrollChunk {
     pub count: usize,
     /// The policy version that chose every action of these unrolls.
     pub policy_version: u64,
-    /// The seven frames of `UnrollLayout::tensor_specs(count)`.
+    /// The frames of `UnrollLayout::tensor_specs(count, finals)`;
+    /// `final_observations` holds one observation per truncated step.
     pub frames: Vec<Vec<u8>>,
     /// Episodes that ended during these unrolls.
     pub episodes: Vec<Episode>,
@@ -54,10 +58,21 @@ pub struct WorkerTimings {
     pub ticks: u64,
 }
 
-/// The layout of unrolls of length `unroll_length` for these spaces.
+/// The layout of unrolls of length `unroll_length` for these spaces: the
+/// observation `Box`'s shape and dtype, no recurrent state.
 pub fn layout_for(observation: &Space, action: &Space, unroll_length: u32) -> Result<UnrollLayout, ActorError> {
-    let obs_dim = match observation {
-        Space::Box { shape, .. } => shape.iter().product::<usize>(),
+    let (observation_shape, observation_dtype) = match observation {
+        Space::Box { shape, dtype, .. } => {
+            let shape = shape
+                .iter()
+                .map(|&d| u32::try_from(d).map_err(|_| ActorError::Config(format!("observation shape {shape:?}"))))
+                .collect::<Result<Vec<u32>, _>>()?;
+            let dtype = match dtype {
+                BoxDtype::F32 => DType::F32,
+                BoxDtype::U8 => DType::U8,
+            };
+            (shape, dtype)
+        }
         Space::Discrete(_) => {
             return Err(ActorError::Config(
                 "discrete observations are not supported (use a Box observation)".into(),
@@ -74,8 +89,10 @@ pub fn layout_for(observation: &Space, action: &Space, unroll_length: u32) -> Re
     };
     let layout = UnrollLayout {
         unroll_length,
-        obs_dim: obs_dim as u32,
+        observation_shape,
+        observation_dtype,
         action,
+        recurrent_state_size: 0,
     };
     layout.validate().map_err(ActorError::Config)?;
     Ok(layout)
@@ -87,9 +104,31 @@ fn put_f32s(dst: &mut [u8], src: &[f32]) {
     }
 }
 
+/// Writes one observation in the layout's dtype. A `u8` space takes only
+/// the integers 0..=255; anything else is returned as (element, value).
+fn put_observation(dst: &mut [u8], src: &[f32], dtype: DType) -> Result<(), (usize, f32)> {
+    match dtype {
+        DType::U8 => {
+            for (i, (d, &v)) in dst.iter_mut().zip(src).enumerate() {
+                if !(0.0..=255.0).contains(&v) || v.fract() != 0.0 {
+                    return Err((i, v));
+                }
+                *d = v as u8;
+            }
+            Ok(())
+        }
+        _ => {
+            put_f32s(dst, src);
+            Ok(())
+        }
+    }
+}
+
 /// One worker's actors.
 pub struct Worker {
     index: usize,
+    /// The env id, for errors.
+    env_name: String,
     venv: Box<dyn VectorEnv>,
     layout: UnrollLayout,
     first_actor: u64,
@@ -136,7 +175,7 @@ impl Worker {
                 num_actors,
                 unroll_length as usize,
                 n as usize,
-                layout.obs_dim as usize,
+                layout.obs_dim(),
             )),
             (Some(_), ActionLayout::Continuous { .. }) => {
                 return Err(ActorError::Config(
@@ -146,6 +185,7 @@ impl Worker {
         };
         Ok(Worker {
             index,
+            env_name: "env".to_string(),
             venv,
             layout,
             first_actor,
@@ -167,8 +207,14 @@ impl Worker {
         })
     }
 
-    pub fn layout(&self) -> UnrollLayout {
-        self.layout
+    /// Names the env in errors (its id).
+    pub fn named(mut self, env: &str) -> Worker {
+        self.env_name = env.to_string();
+        self
+    }
+
+    pub fn layout(&self) -> &UnrollLayout {
+        &self.layout
     }
 
     /// The shape of one observation (the env's `Box` shape), which the
@@ -188,12 +234,13 @@ impl Worker {
 
     /// Buffers for one chunk of this worker's unrolls.
     pub fn new_chunk(&self) -> UnrollChunk {
-        let frames = self
-            .layout
-            .fields()
-            .iter()
-            .map(|f| vec![0u8; f.bytes() * self.num_actors])
-            .collect();
+        let mut frames = vec![Vec::new(); self.layout.frame_count()];
+        for f in self.layout.fields() {
+            frames[f.frame] = vec![0u8; f.bytes() * self.num_actors];
+        }
+        // Room for one truncation per actor and unroll (time limits are
+        // longer than unrolls); more grows the buffer once.
+        frames[FINAL_OBSERVATIONS] = Vec::with_capacity(self.num_actors * self.layout.observation_bytes());
         UnrollChunk {
             worker: self.index,
             first_actor: self.first_actor,
@@ -208,12 +255,14 @@ impl Worker {
     /// Runs T ticks with `policy` and writes the K unrolls into `chunk`.
     pub fn fill(&mut self, policy: &VersionedPolicy, chunk: &mut UnrollChunk) -> Result<(), ActorError> {
         let t_len = self.layout.unroll_length as usize;
-        let d = self.layout.obs_dim as usize;
+        let d = self.layout.obs_dim();
+        let (dtype, ob) = (self.layout.observation_dtype, self.layout.observation_bytes());
         let k = self.num_actors;
         chunk.policy_version = policy.version;
         chunk.episodes.clear();
-        // Rows without a truncation hold zeros.
-        chunk.frames[6].fill(0);
+        chunk.frames[FINAL_OBSERVATIONS].clear();
+        // Steps not yet taken count as not truncated (`truncations_before`).
+        chunk.frames[TRUNCATED].fill(0);
         chunk.priorities.clear();
         if let Some(greedy) = &mut self.greedy {
             greedy.begin();
@@ -223,8 +272,13 @@ impl Worker {
             // x_t of every actor, also the network's input.
             let obs = self.venv.observations();
             for a in 0..k {
-                let at = ((a * (t_len + 1) + t) * d) * 4;
-                put_f32s(&mut chunk.frames[0][at..at + d * 4], &obs[a * d..(a + 1) * d]);
+                let at = (a * (t_len + 1) + t) * ob;
+                put_observation(
+                    &mut chunk.frames[OBSERVATIONS][at..at + ob],
+                    &obs[a * d..(a + 1) * d],
+                    dtype,
+                )
+                .map_err(|bad| self.wrong_value(a, bad))?;
             }
             let input = Tensor::from_slice(obs, (k, d), &Device::Cpu)?;
             let out = policy.net.forward(&input)?;
@@ -239,7 +293,7 @@ impl Worker {
                         self.discrete_actions[a] = action as i64;
                         self.log_probs[a] = log_prob;
                         let at = (a * t_len + t) * 4;
-                        chunk.frames[1][at..at + 4].copy_from_slice(&(action as u32).to_le_bytes());
+                        chunk.frames[ACTIONS][at..at + 4].copy_from_slice(&(action as u32).to_le_bytes());
                     }
                 }
                 (PolicyParams::Logits(logits), None) => {
@@ -250,7 +304,7 @@ impl Worker {
                         self.discrete_actions[a] = i64::from(action);
                         self.log_probs[a] = log_prob;
                         let at = (a * t_len + t) * 4;
-                        chunk.frames[1][at..at + 4].copy_from_slice(&action.to_le_bytes());
+                        chunk.frames[ACTIONS][at..at + 4].copy_from_slice(&action.to_le_bytes());
                     }
                 }
                 (PolicyParams::Gaussian { mean, log_std }, _) => {
@@ -262,7 +316,7 @@ impl Worker {
                         self.log_probs[a] =
                             sample_gaussian(&mean[a * dim..(a + 1) * dim], &log_std, &mut self.rngs[a], action);
                         let at = ((a * t_len + t) * dim) * 4;
-                        put_f32s(&mut chunk.frames[1][at..at + dim * 4], action);
+                        put_f32s(&mut chunk.frames[ACTIONS][at..at + dim * 4], action);
                     }
                 }
             }
@@ -278,10 +332,10 @@ impl Worker {
             let (rewards, terminated, truncated) = (self.venv.rewards(), self.venv.terminated(), self.venv.truncated());
             for a in 0..k {
                 let i = a * t_len + t;
-                chunk.frames[2][i * 4..i * 4 + 4].copy_from_slice(&self.log_probs[a].to_le_bytes());
-                chunk.frames[3][i * 4..i * 4 + 4].copy_from_slice(&(rewards[a] as f32).to_le_bytes());
-                chunk.frames[4][i] = u8::from(terminated[a]);
-                chunk.frames[5][i] = u8::from(truncated[a] && !terminated[a]);
+                chunk.frames[BEHAVIOUR_LOG_PROBS][i * 4..i * 4 + 4].copy_from_slice(&self.log_probs[a].to_le_bytes());
+                chunk.frames[REWARDS][i * 4..i * 4 + 4].copy_from_slice(&(rewards[a] as f32).to_le_bytes());
+                chunk.frames[TERMINATED][i] = u8::from(terminated[a]);
+                chunk.frames[TRUNCATED][i] = u8::from(truncated[a] && !terminated[a]);
                 self.episode_returns[a] += rewards[a];
                 self.episode_lengths[a] += 1;
                 let final_observation = if truncated[a] && !terminated[a] {
@@ -294,7 +348,16 @@ impl Worker {
                 }
                 if terminated[a] || truncated[a] {
                     if let Some(last) = final_observation {
-                        put_f32s(&mut chunk.frames[6][i * d * 4..(i + 1) * d * 4], last);
+                        // Sparse, in (actor, step) order as the wire wants:
+                        // placed at its rank among this chunk's truncations.
+                        let rank = truncations_before(&chunk.frames[TRUNCATED], a, t, t_len);
+                        let at = rank * ob;
+                        let finals = &mut chunk.frames[FINAL_OBSERVATIONS];
+                        let end = finals.len();
+                        finals.resize(end + ob, 0);
+                        finals.copy_within(at..end, at + ob);
+                        put_observation(&mut finals[at..at + ob], last, dtype)
+                            .map_err(|bad| self.wrong_value(a, bad))?;
                     }
                     chunk.episodes.push(Episode {
                         actor_id: self.first_actor + a as u64,
@@ -311,8 +374,13 @@ impl Worker {
         // x_T: the observation after the last step bootstraps the unroll.
         let obs = self.venv.observations();
         for a in 0..k {
-            let at = ((a * (t_len + 1) + t_len) * d) * 4;
-            put_f32s(&mut chunk.frames[0][at..at + d * 4], &obs[a * d..(a + 1) * d]);
+            let at = (a * (t_len + 1) + t_len) * ob;
+            put_observation(
+                &mut chunk.frames[OBSERVATIONS][at..at + ob],
+                &obs[a * d..(a + 1) * d],
+                dtype,
+            )
+            .map_err(|bad| self.wrong_value(a, bad))?;
         }
         if let Some(greedy) = &mut self.greedy {
             // Q of x_T and of the truncations' final observations: the
@@ -338,10 +406,30 @@ impl Worker {
         Ok(())
     }
 
+    /// The error for an observation value its space's dtype cannot hold.
+    fn wrong_value(&self, actor: usize, (element, value): (usize, f32)) -> ActorError {
+        ActorError::Env(format!(
+            "{}: actor {}: observation element {element} is {value}, but the observation space {} is u8 \
+             (integers 0..=255)",
+            self.env_name,
+            self.first_actor + actor as u64,
+            self.venv.observation_space()
+        ))
+    }
+
     /// Each actor's ε (Ape-X actors), in actor order; empty otherwise.
     pub fn epsilons(&self) -> &[f64] {
         self.greedy.as_ref().map_or(&[], |g| g.epsilons())
     }
+}
+
+/// Truncated steps of actors `0..a` (all their steps), and of actor `a`
+/// before step `t`: the rank of (a, t) among the chunk's final observations.
+/// Flags are written tick by tick into a zeroed frame, so steps not yet
+/// taken count as 0.
+fn truncations_before(truncated: &[u8], a: usize, t: usize, t_len: usize) -> usize {
+    let earlier = truncated[..a * t_len].iter().filter(|&&f| f == 1).count();
+    earlier + truncated[a * t_len..a * t_len + t].iter().filter(|&&f| f == 1).count()
 }
 
 /// Builds the inference network from broadcast safetensors bytes, for
@@ -354,10 +442,10 @@ pub fn policy_from_weights(
     observation_shape: &[usize],
     net: &cml_policy::NetConfig,
 ) -> Result<VersionedPolicy, ActorError> {
-    if observation_shape.iter().product::<usize>() != layout.obs_dim as usize {
+    if observation_shape.iter().product::<usize>() != layout.obs_dim() {
         return Err(ActorError::Config(format!(
             "observation shape {observation_shape:?} does not hold the layout's {} values",
-            layout.obs_dim
+            layout.obs_dim()
         )));
     }
     let action = match layout.action {

@@ -49,7 +49,7 @@ fn allocations_per_unroll(actors: usize) -> u64 {
     let policy = policy_from_weights(
         &bytes,
         1,
-        &worker.layout(),
+        worker.layout(),
         worker.observation_shape(),
         &NetConfig::default(),
     )

@@ -42,7 +42,7 @@ fn run(seed: u64, env: &str, unrolls: usize) -> Vec<UnrollChunk> {
     let policy = policy_from_weights(
         &net,
         1,
-        &worker.layout(),
+        worker.layout(),
         worker.observation_shape(),
         &NetConfig::default(),
     )

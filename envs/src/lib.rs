@@ -36,5 +36,5 @@ pub use registry::{
     make, make_vec, make_vec_with_time_limit, make_with_time_limit, max_episode_steps, register, register_spec,
     registered_ids, EnvFactory, EnvHandle, EnvSpec, Registry, VecFactory,
 };
-pub use space::Space;
+pub use space::{BoxDtype, Space};
 pub use vector::{VecActions, VecEnv, VecStepOutput, VectorEnv};

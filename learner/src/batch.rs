@@ -118,7 +118,8 @@ impl UnrollBatch {
         device: &Device,
     ) -> Result<UnrollBatch> {
         use cml_proto::tensor::{f32s, u32s};
-        let specs = layout.tensor_specs(count);
+        use cml_proto::unroll::{FINAL_OBSERVATIONS, TRUNCATED};
+        let specs = layout.tensor_specs(count, layout.final_count(frames));
         if frames.len() != specs.len() {
             return Err(LearnerError::Batch(format!(
                 "{} frames, expected {}",
@@ -137,7 +138,14 @@ impl UnrollBatch {
             }
         }
         let t = layout.unroll_length as usize;
-        let d = layout.obs_dim as usize;
+        let d = layout.obs_dim();
+        // Observations enter the network as f32 values (u8: 0..=255 as is).
+        let observation_values = |bytes: &[u8]| -> Vec<f32> {
+            match layout.observation_dtype {
+                cml_proto::DType::U8 => bytes.iter().map(|&v| f32::from(v)).collect(),
+                _ => f32s(bytes).collect(),
+            }
+        };
         // [B, ...] on the wire -> [T(+1), B, ...] for the learner.
         let time_major = |values: Vec<f32>, steps: usize, inner: usize| -> Result<Tensor> {
             let shape: Vec<usize> = if inner == 1 {
@@ -151,7 +159,7 @@ impl UnrollBatch {
                 .to_device(device)?)
         };
         let flags = |bytes: &[u8]| bytes.iter().map(|&b| f32::from(b)).collect::<Vec<f32>>();
-        let observations = time_major(f32s(&frames[0]).collect(), t + 1, d)?;
+        let observations = time_major(observation_values(&frames[0]), t + 1, d)?;
         let actions = match layout.action {
             cml_proto::ActionLayout::Discrete { .. } => {
                 let a: Vec<u32> = u32s(&frames[1]).collect();
@@ -169,8 +177,33 @@ impl UnrollBatch {
                     .to_device(device)?
             }
         };
-        let truncated_flags = flags(&frames[5]);
-        let any_truncated = truncated_flags.iter().any(|&f| f > 0.0);
+        let truncated_flags = flags(&frames[TRUNCATED]);
+        let truncations = truncated_flags.iter().filter(|&&f| f == 1.0).count();
+        if frames[FINAL_OBSERVATIONS].len() != truncations * layout.observation_bytes() {
+            return Err(LearnerError::Batch(format!(
+                "final_observations has {} bytes for {truncations} truncated steps of {} bytes each",
+                frames[FINAL_OBSERVATIONS].len(),
+                layout.observation_bytes()
+            )));
+        }
+        // Sparse on the wire (one per truncated step, in (b, t) order);
+        // dense [B, T, obs] here, zeros where not truncated.
+        let final_observations = if truncated_flags.iter().any(|&f| f > 0.0) {
+            let sparse = observation_values(&frames[FINAL_OBSERVATIONS]);
+            let mut dense = vec![0f32; count * t * d];
+            for (rank, i) in truncated_flags
+                .iter()
+                .enumerate()
+                .filter(|(_, &f)| f == 1.0)
+                .map(|(i, _)| i)
+                .enumerate()
+            {
+                dense[i * d..(i + 1) * d].copy_from_slice(&sparse[rank * d..(rank + 1) * d]);
+            }
+            Some(time_major(dense, t, d)?)
+        } else {
+            None
+        };
         Ok(UnrollBatch {
             observations,
             actions,
@@ -178,11 +211,7 @@ impl UnrollBatch {
             rewards: time_major(f32s(&frames[3]).collect(), t, 1)?,
             terminated: time_major(flags(&frames[4]), t, 1)?,
             truncated: time_major(truncated_flags, t, 1)?,
-            final_observations: if any_truncated {
-                Some(time_major(f32s(&frames[6]).collect(), t, d)?)
-            } else {
-                None
-            },
+            final_observations,
             importance_weights: None,
         })
     }

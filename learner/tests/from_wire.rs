@@ -13,11 +13,7 @@ fn wire_batches_become_time_major() {
         ActionLayout::Continuous { dim: 1 },
         ActionLayout::Continuous { dim: 2 },
     ] {
-        let layout = UnrollLayout {
-            unroll_length: 5,
-            obs_dim: 3,
-            action,
-        };
+        let layout = UnrollLayout::flat(5, 3, action);
         let m = synthetic_unrolls(&layout, 2, 0, 4);
         let batch = UnrollBatch::from_wire(&layout, 4, &m.frames, &Device::Cpu).unwrap();
         assert_eq!(batch.observations.dims(), &[6, 4, 3]);
@@ -38,14 +34,45 @@ fn wire_batches_become_time_major() {
         let rewards = batch.rewards.to_vec2::<f32>().unwrap();
         let wire_rewards: Vec<f32> = f32s(&m.frames[3]).collect();
         assert_eq!(rewards[2][3], wire_rewards[3 * 5 + 2]);
-        // Unroll 0 (index 0) is truncated at its last step: final observations present.
-        assert!(batch.final_observations.is_some());
+        // Unroll 0 (index 0) is truncated at its last step: its final
+        // observation (sparse on the wire) lands at [4, 0], zeros elsewhere.
+        let finals = batch.final_observations.as_ref().unwrap().to_vec3::<f32>().unwrap();
+        assert_eq!(finals[4][0], f32s(&m.frames[6]).collect::<Vec<_>>());
+        assert_eq!(m.frames[6].len(), 3 * 4);
+        for (t, row) in finals.iter().enumerate() {
+            for (b, value) in row.iter().enumerate() {
+                if (t, b) != (4, 0) {
+                    assert_eq!(*value, vec![0.0; 3], "[{t}, {b}]");
+                }
+            }
+        }
     }
-    let layout = UnrollLayout {
-        unroll_length: 5,
-        obs_dim: 3,
-        action: ActionLayout::Discrete { n: 3 },
+    // u8 observations become their values as f32.
+    let planes = UnrollLayout {
+        observation_shape: vec![1, 3],
+        observation_dtype: cml_proto::DType::U8,
+        ..UnrollLayout::flat(5, 3, ActionLayout::Discrete { n: 3 })
     };
+    let m = synthetic_unrolls(&planes, 2, 0, 4);
+    let batch = UnrollBatch::from_wire(&planes, 4, &m.frames, &Device::Cpu).unwrap();
+    let obs = batch.observations.to_vec3::<f32>().unwrap();
+    assert_eq!(
+        obs[1][2],
+        m.frames[0][(2 * 6 + 1) * 3..(2 * 6 + 2) * 3]
+            .iter()
+            .map(|&v| f32::from(v))
+            .collect::<Vec<_>>()
+    );
+    let finals = batch.final_observations.unwrap().to_vec3::<f32>().unwrap();
+    assert_eq!(
+        finals[4][0],
+        m.frames[6].iter().map(|&v| f32::from(v)).collect::<Vec<_>>()
+    );
+    // A final observation missing from the sparse frame is an error.
+    let mut missing = m.frames.clone();
+    missing[6].clear();
+    assert!(UnrollBatch::from_wire(&planes, 4, &missing, &Device::Cpu).is_err());
+    let layout = UnrollLayout::flat(5, 3, ActionLayout::Discrete { n: 3 });
     let m = synthetic_unrolls(&layout, 2, 0, 4);
     let mut short = m.frames.clone();
     short[0].pop();

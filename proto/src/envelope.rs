@@ -320,15 +320,18 @@ mod tests {
             vec![header, tag.to_vec()]
         };
         assert_eq!(reason(&forge(vec![0xc1])), RejectReason::Malformed);
-        let v2 = rmp_serde::to_vec_named(&HeaderOut {
-            v: 2,
+        // A version-1 peer: refused, naming both versions.
+        let v1 = rmp_serde::to_vec_named(&HeaderOut {
+            v: 1,
             kind: "sample",
             sender: 1,
             seq: 1,
             body: &body,
         })
         .unwrap();
-        assert_eq!(reason(&forge(v2)), RejectReason::Version);
+        let refused = Opener::new(key(7), 1024).open(&forge(v1)).unwrap_err();
+        assert_eq!(refused.reason, RejectReason::Version);
+        assert_eq!(refused.detail, "protocol version 1; this build speaks 2");
         let unknown = rmp_serde::to_vec_named(&HeaderOut {
             v: PROTOCOL_VERSION,
             kind: "teleport",

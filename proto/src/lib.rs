@@ -37,7 +37,7 @@ pub use transport::SocketOptions;
 pub use unroll::{ActionLayout, UnrollLayout};
 
 /// The protocol version every header carries in `v`.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Errors of this crate's own operations (not refusals of incoming messages,
 /// which are [`Rejection`]s).

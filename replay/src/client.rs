@@ -142,7 +142,7 @@ impl InsertClient {
 
     /// The shard's layout, once welcomed.
     pub fn layout(&self) -> Option<UnrollLayout> {
-        self.layout
+        self.layout.clone()
     }
 
     /// Inserts sent but not yet acknowledged.
@@ -209,6 +209,7 @@ impl InsertClient {
     pub fn send(&mut self, message: UnrollMessage) -> Result<(), ClientError> {
         let layout = self
             .layout
+            .as_ref()
             .ok_or_else(|| ClientError::Usage(format!("{}: insert before the shard's welcome", self.endpoint)))?;
         if message.count > self.credit {
             return Err(ClientError::Usage(format!(
@@ -223,7 +224,7 @@ impl InsertClient {
             policy_versions: message.policy_versions,
             priorities: message.priorities,
             episodes: message.episodes,
-            tensors: layout.tensor_specs(message.count as usize),
+            tensors: layout.tensor_specs(message.count as usize, layout.final_count(&message.frames)),
         };
         let seq = self.sealer.next_seq();
         let started = Instant::now();
@@ -310,7 +311,7 @@ impl InsertClient {
                             self.endpoint, welcome.shard, self.shard
                         )));
                     }
-                    self.layout = Some(welcome.layout);
+                    self.layout = Some(welcome.layout.clone());
                     // The shard reset our credit when it read the hello;
                     // inserts sent after the hello use that new credit.
                     // Inserts from before it were answered before the
@@ -410,7 +411,7 @@ impl ShardedInserter {
             .layout()
             .ok_or_else(|| ClientError::Usage("no welcome from shard 0".into()))?;
         for c in &self.clients[1..] {
-            if c.layout() != Some(first) {
+            if c.layout().as_ref() != Some(&first) {
                 return Err(ClientError::Usage(format!(
                     "{}: layout {:?} differs from shard 0's {first:?}",
                     c.endpoint,
@@ -693,15 +694,15 @@ impl ReplayClient {
                     self.links[shard].endpoint, welcome.shard
                 )));
             }
-            if let Some(first) = welcomes.first().map(|w: &Welcome| w.layout) {
-                if first != welcome.layout {
+            if let Some(first) = welcomes.first().map(|w: &Welcome| &w.layout) {
+                if *first != welcome.layout {
                     return Err(ClientError::Usage(format!(
                         "{}: layout {:?} differs from shard 0's {:?}",
                         self.links[shard].endpoint, welcome.layout, first
                     )));
                 }
             }
-            self.links[shard].layout = Some(welcome.layout);
+            self.links[shard].layout = Some(welcome.layout.clone());
             welcomes.push(welcome);
         }
         Ok(welcomes)
@@ -905,6 +906,6 @@ impl ReplayClient {
 
     /// The unroll layout the shards announced (after `hello`).
     pub fn layout(&self) -> Option<UnrollLayout> {
-        self.links.first().and_then(|l| l.layout)
+        self.links.first().and_then(|l| l.layout.clone())
     }
 }

@@ -120,6 +120,11 @@ pub struct ReplayShard {
     item_bytes: usize,
     index: ReplayIndex,
     slab: Vec<u8>,
+    /// Per slot: the final observations of its unroll's truncated steps
+    /// (sparse, as on the wire; buffers are reused with their slots).
+    finals: Vec<Vec<u8>>,
+    /// Bytes held in `finals`.
+    final_bytes: usize,
     meta: Vec<ItemMeta>,
     opener: Opener,
     sealer: Sealer,
@@ -196,6 +201,8 @@ impl ReplayShard {
             index,
             // Zeroed pages are only committed when written: RSS follows the fill.
             slab: vec![0u8; capacity * item_bytes],
+            finals: vec![Vec::new(); capacity],
+            final_bytes: 0,
             meta: vec![ItemMeta::default(); capacity],
             item_bytes,
             senders: HashMap::new(),
@@ -237,11 +244,17 @@ impl ReplayShard {
         self.rejects.count(reason)
     }
 
-    /// The stored payload of a live item (the seven tensors packed in frame
-    /// order), for tests and inspection.
-    pub fn item(&self, key: u64) -> Option<&[u8]> {
+    /// The stored payload of a live item: the frames of a one-unroll
+    /// message concatenated in frame order, for tests and inspection.
+    pub fn item(&self, key: u64) -> Option<Vec<u8>> {
         let slot = self.index.slot_of(key)?;
-        Some(&self.slab[slot * self.item_bytes..(slot + 1) * self.item_bytes])
+        let mut frames = vec![Vec::new(); self.config.layout.frame_count()];
+        self.config.layout.unpack_item(
+            &self.slab[slot * self.item_bytes..(slot + 1) * self.item_bytes],
+            &self.finals[slot],
+            &mut frames,
+        );
+        Some(frames.concat())
     }
 
     fn mode_name(&self) -> &'static str {
@@ -259,7 +272,7 @@ impl ReplayShard {
             mode: self.mode_name().to_string(),
             size: self.index.len() as u64,
             capacity: self.index.capacity() as u64,
-            bytes: (self.index.len() * self.item_bytes) as u64,
+            bytes: (self.index.len() * self.item_bytes + self.final_bytes) as u64,
             capacity_bytes: (self.index.capacity() * self.item_bytes) as u64,
             inserted_total: self.inserted_total,
             sampled_total: self.sampled_total,
@@ -288,8 +301,18 @@ impl ReplayShard {
         let opened = match self.opener.open(message) {
             Ok(opened) => opened,
             Err(rejection) => {
-                // Not authenticated (or not even a message): count, never answer.
+                // Not authenticated (or not even a message): count, never
+                // answer. An authenticated peer of another protocol version
+                // is told which version this shard speaks.
                 self.rejects.record(&rejection);
+                if rejection.reason == RejectReason::Version {
+                    let body = ErrorReply {
+                        seq: 0,
+                        reason: rejection.reason.as_str().to_string(),
+                        detail: rejection.detail,
+                    };
+                    self.reply(routing_id, MessageKind::Error, &body, Vec::new(), out);
+                }
                 return;
             }
         };
@@ -421,7 +444,7 @@ impl ReplayShard {
             shard: self.config.shard,
             shards: self.config.shards,
             mode: self.mode_name().to_string(),
-            layout: self.config.layout,
+            layout: self.config.layout.clone(),
             credit,
             capacity: self.index.capacity() as u64,
             max_message_bytes: self.config.socket.max_message_bytes as u64,
@@ -493,6 +516,7 @@ impl ReplayShard {
 
         // Checked: store every unroll.
         let ib = self.item_bytes;
+        let mut first_final = 0;
         for b in 0..count {
             let priority = insert.priorities.as_ref().map(|p| p[b]);
             let inserted = match self.index.insert(priority) {
@@ -506,9 +530,16 @@ impl ReplayShard {
                 self.evicted_total += 1;
             }
             let slot = inserted.slot;
-            self.config
-                .layout
-                .pack_item(payload, b, &mut self.slab[slot * ib..(slot + 1) * ib]);
+            let finals = &mut self.finals[slot];
+            self.final_bytes -= finals.len();
+            first_final += self.config.layout.pack_item(
+                payload,
+                b,
+                first_final,
+                &mut self.slab[slot * ib..(slot + 1) * ib],
+                finals,
+            );
+            self.final_bytes += finals.len();
             self.meta[slot] = ItemMeta {
                 actor_id: insert.actor_ids[b],
                 policy_version: insert.policy_versions[b],
@@ -556,16 +587,19 @@ impl ReplayShard {
         request: &SampleRequest,
         out: &mut Vec<Outgoing>,
     ) -> Result<(), Rejection> {
-        // Never build a reply larger than the peer accepts.
-        let fit = (self.config.socket.max_message_bytes / 2) / self.item_bytes.max(1);
+        // Never build a reply larger than the peer accepts, even if every
+        // step of every unroll was truncated.
+        let layout = &self.config.layout;
+        let worst = self.item_bytes + layout.unroll_length as usize * layout.observation_bytes();
+        let fit = (self.config.socket.max_message_bytes / 2) / worst.max(1);
         let n = (request.count as usize).min(fit.max(1));
         let mut sampled = std::mem::take(&mut self.sampled);
         self.index.sample(n, &mut sampled);
-        let fields = self.config.layout.fields();
-        let mut frames: Vec<Vec<u8>> = fields
-            .iter()
-            .map(|f| Vec::with_capacity(f.bytes() * sampled.len()))
-            .collect();
+        let layout = &self.config.layout;
+        let mut frames: Vec<Vec<u8>> = vec![Vec::new(); layout.frame_count()];
+        for field in layout.fields() {
+            frames[field.frame].reserve(field.bytes() * sampled.len());
+        }
         let ib = self.item_bytes;
         let mut batch = Batch {
             request_id: request.request_id,
@@ -581,16 +615,18 @@ impl ReplayShard {
             total_priority: 0.0,
             min_priority: 0.0,
             episodes: Vec::new(),
-            tensors: self.config.layout.tensor_specs(sampled.len()),
+            tensors: Vec::new(),
             inserted: self.inserted_total,
         };
         let cap = self.config.index.max_samples_per_item;
         for s in &sampled {
             // A retired item (cap reached, or consumed in queue mode) is still
             // in its slot until the slot is reused, so reading it is safe.
-            self.config
-                .layout
-                .unpack_item(&self.slab[s.slot * ib..(s.slot + 1) * ib], &mut frames);
+            self.config.layout.unpack_item(
+                &self.slab[s.slot * ib..(s.slot + 1) * ib],
+                &self.finals[s.slot],
+                &mut frames,
+            );
             let meta = self.meta[s.slot];
             batch.keys.push(s.key);
             batch.priorities.push(s.priority);
@@ -603,6 +639,10 @@ impl ReplayShard {
             }
         }
         self.sampled_total += sampled.len() as u64;
+        batch.tensors = self
+            .config
+            .layout
+            .tensor_specs(sampled.len(), self.config.layout.final_count(&frames));
         batch.size = self.index.len() as u64;
         batch.total_priority = self.index.total_priority();
         batch.min_priority = self.index.min_priority();

@@ -25,11 +25,7 @@ fn key() -> SharedKey {
 }
 
 fn layout() -> UnrollLayout {
-    UnrollLayout {
-        unroll_length: 6,
-        obs_dim: 3,
-        action: ActionLayout::Discrete { n: 3 },
-    }
+    UnrollLayout::flat(6, 3, ActionLayout::Discrete { n: 3 })
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -49,7 +45,7 @@ fn valid_message(rng: &mut SmallRng, sealer: &mut Sealer) -> Vec<Vec<u8>> {
                 policy_versions: m.policy_versions,
                 priorities: rng.random_bool(0.5).then(|| vec![rng.random::<f64>(); count as usize]),
                 episodes: vec![],
-                tensors: layout().tensor_specs(count as usize),
+                tensors: layout().tensor_specs(count as usize, layout().final_count(&m.frames)),
             };
             sealer.seal(MessageKind::Insert, &body, m.frames).unwrap()
         }
@@ -167,7 +163,7 @@ fn random_and_mutated_messages_never_break_a_shard() {
         policy_versions: m.policy_versions,
         priorities: None,
         episodes: vec![],
-        tensors: layout().tensor_specs(64),
+        tensors: layout().tensor_specs(64, layout().final_count(&m.frames)),
     };
     let insert = trusted.seal(MessageKind::Insert, &body, m.frames).unwrap();
     shard.handle(&[vec![vec![b'p']], insert].concat(), &mut out);
@@ -279,11 +275,7 @@ fn random_and_mutated_messages_never_break_a_shard() {
     for key in first_live..stats.inserted_total {
         let item = shard.item(key).unwrap();
         if key < 64 {
-            assert_eq!(
-                item,
-                synthetic_item(&layout(), 1, key).as_slice(),
-                "trusted item {key} changed"
-            );
+            assert_eq!(item, synthetic_item(&layout(), 1, key), "trusted item {key} changed");
         }
     }
     eprintln!(

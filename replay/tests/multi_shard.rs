@@ -18,11 +18,7 @@ fn key() -> SharedKey {
 }
 
 fn layout() -> UnrollLayout {
-    UnrollLayout {
-        unroll_length: 8,
-        obs_dim: 4,
-        action: ActionLayout::Discrete { n: 2 },
-    }
+    UnrollLayout::flat(8, 4, ActionLayout::Discrete { n: 2 })
 }
 
 fn endpoint() -> String {

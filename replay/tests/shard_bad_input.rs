@@ -21,11 +21,7 @@ fn key() -> SharedKey {
 }
 
 fn layout() -> UnrollLayout {
-    UnrollLayout {
-        unroll_length: 5,
-        obs_dim: 4,
-        action: ActionLayout::Discrete { n: 2 },
-    }
+    UnrollLayout::flat(5, 4, ActionLayout::Discrete { n: 2 })
 }
 
 fn shard(mode: SamplingMode, capacity: usize) -> ReplayShard {
@@ -93,7 +89,7 @@ fn insert_frames(sealer: &mut Sealer, message: UnrollMessage, shard: u32) -> Vec
         policy_versions: message.policy_versions,
         priorities: message.priorities,
         episodes: message.episodes,
-        tensors: layout().tensor_specs(message.count as usize),
+        tensors: layout().tensor_specs(message.count as usize, layout().final_count(&message.frames)),
     };
     sealer.seal(MessageKind::Insert, &body, message.frames).unwrap()
 }
@@ -123,7 +119,7 @@ fn every_bad_input_is_refused_counted_and_harmless() {
         let before = shard.rejected(reason);
         let out = deliver(shard, frames);
         assert_eq!(shard.rejected(reason), before + 1, "{reason:?} not counted");
-        if reason.is_envelope() {
+        if reason.is_envelope() && reason != RejectReason::Version {
             assert!(out.is_empty(), "{reason:?}: an envelope refusal got an answer");
         } else {
             assert_eq!(error_reason(&out), reason.as_str());
@@ -164,10 +160,17 @@ fn every_bad_input_is_refused_counted_and_harmless() {
     let mut frames = fresh(&mut sealer);
     frames[last].truncate(16);
     expect(&mut shard, frames, RejectReason::BadMac);
-    // Wrong version.
+    // Wrong version: an authenticated peer is told both versions.
     let mut frames = fresh(&mut sealer);
     frames[0] = forged_header(9, "insert");
     expect(&mut shard, resign(frames), RejectReason::Version);
+    let mut frames = fresh(&mut sealer);
+    frames[0] = forged_header(1, "insert");
+    let out = deliver(&mut shard, resign(frames));
+    let opened = Opener::new(key(), 1 << 20).open(&out[0].1).unwrap();
+    let error = opened.body::<ErrorReply>().unwrap();
+    assert_eq!(error.reason, "version");
+    assert_eq!(error.detail, "protocol version 1; this build speaks 2");
     // Unknown message type.
     let mut frames = fresh(&mut sealer);
     frames[0] = forged_header(cml_proto::PROTOCOL_VERSION, "teleport");
@@ -190,12 +193,12 @@ fn every_bad_input_is_refused_counted_and_harmless() {
         policy_versions: m.policy_versions.clone(),
         priorities: None,
         episodes: vec![],
-        tensors: layout().tensor_specs(2),
+        tensors: layout().tensor_specs(2, layout().final_count(&m.frames)),
     };
     body.tensors[0].shape = vec![2, 6, 5];
     let frames = sealer.seal(MessageKind::Insert, &body, m.frames.clone()).unwrap();
     expect(&mut shard, frames, RejectReason::BadTensor);
-    body.tensors = layout().tensor_specs(2);
+    body.tensors = layout().tensor_specs(2, layout().final_count(&m.frames));
     body.tensors[1].dtype = DType::F32;
     let frames = sealer.seal(MessageKind::Insert, &body, m.frames.clone()).unwrap();
     expect(&mut shard, frames, RejectReason::BadTensor);
@@ -277,7 +280,7 @@ fn every_bad_input_is_refused_counted_and_harmless() {
     for key in 0..10u64 {
         assert_eq!(
             shard.item(key).unwrap(),
-            synthetic_item(&layout(), 5, key).as_slice(),
+            synthetic_item(&layout(), 5, key),
             "item {key}"
         );
     }

@@ -17,11 +17,7 @@ fn key() -> SharedKey {
 }
 
 fn layout() -> UnrollLayout {
-    UnrollLayout {
-        unroll_length: 4,
-        obs_dim: 3,
-        action: ActionLayout::Continuous { dim: 2 },
-    }
+    UnrollLayout::flat(4, 3, ActionLayout::Continuous { dim: 2 })
 }
 
 fn shard(mode: SamplingMode, capacity: usize, window: u32) -> ReplayShard {
@@ -113,7 +109,7 @@ impl Peer {
             policy_versions: m.policy_versions,
             priorities: None,
             episodes: vec![],
-            tensors: layout().tensor_specs(count as usize),
+            tensors: layout().tensor_specs(count as usize, layout().final_count(&m.frames)),
         };
         let frames = self.sealer.seal(MessageKind::Insert, &body, m.frames).unwrap();
         self.send(shard, frames)
@@ -207,12 +203,7 @@ fn queue_mode_hands_out_each_unroll_once_in_order() {
         // The payload is the unrolls themselves, in order.
         let l = layout();
         for (i, &v) in batch.policy_versions.iter().enumerate() {
-            let item: Vec<u8> = l
-                .fields()
-                .iter()
-                .zip(opened.payload)
-                .flat_map(|(f, frame)| frame[i * f.bytes()..(i + 1) * f.bytes()].to_vec())
-                .collect();
+            let item = l.slice_unrolls(opened.payload, i..i + 1).concat();
             assert_eq!(item, synthetic_item(&l, 1, v));
         }
         versions.extend(batch.policy_versions);
@@ -234,7 +225,7 @@ fn prioritized_mode_refills_credit_and_evicts_fifo() {
     assert_eq!((stats.size, stats.inserted_total, stats.evicted_total), (16, 40, 24));
     // The newest 16 remain.
     for key in 24..40u64 {
-        assert_eq!(shard.item(key).unwrap(), synthetic_item(&layout(), 1, key).as_slice());
+        assert_eq!(shard.item(key).unwrap(), synthetic_item(&layout(), 1, key));
     }
     assert!(shard.item(23).is_none());
 }

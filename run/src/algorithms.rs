@@ -30,11 +30,11 @@ pub fn build(
     device: Option<&str>,
 ) -> Result<Box<dyn Algorithm>, RunError> {
     let obs = ObservationShape::from(observation_shape);
-    if obs.flat_dim() != layout.obs_dim as usize {
+    if obs.flat_dim() != layout.obs_dim() {
         return Err(RunError::Config(format!(
             "observation shape {observation_shape:?} has {} values, the unroll layout {}",
             obs.flat_dim(),
-            layout.obs_dim
+            layout.obs_dim()
         )));
     }
     let mut training = learner.training(total_frames, seed);

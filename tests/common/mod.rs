@@ -66,13 +66,19 @@ pub fn dir_with_key(prefix: &str) -> PathBuf {
 /// A temp dir with a fresh key and a CartPole config whose single shard
 /// listens on a free loopback port; returns (dir, config, endpoint).
 pub fn setup(name: &str, extra: &str) -> (PathBuf, PathBuf, String) {
+    setup_env(name, "CartPole-v1", extra)
+}
+
+/// As [`setup`], for the env `env_id`.
+#[allow(dead_code)]
+pub fn setup_env(name: &str, env_id: &str, extra: &str) -> (PathBuf, PathBuf, String) {
     let dir = dir_with_key(&format!("cml-replay-{name}"));
     let port = free_port();
     let config = dir.join("run.toml");
     std::fs::write(
         &config,
         format!(
-            "seed = 3\n[env]\nid = \"CartPole-v1\"\n[transport]\nkey_file = \"run.key\"\n\
+            "seed = 3\n[env]\nid = \"{env_id}\"\n[transport]\nkey_file = \"run.key\"\n\
              [replay]\nbase_port = {port}\nstats_interval_s = 0.5\n{extra}"
         ),
     )

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Independent client for the cml-rl replay-shard wire protocol (version 1).
+"""Independent client for the cml-rl replay-shard wire protocol (version 2).
 
 Written from docs/PROTOCOL.md alone, as a check that the document is enough.
-Runs a fixed list of checks against one running shard (CartPole-v1,
+Runs a fixed list of checks against one running shard (any layout: f32 or
+u8 observations of any shape, with or without a recurrent state;
 prioritized mode) and prints one line per check, then `ALL OK`; exits 1 at
 the first failure. Needs pyzmq, msgpack and blake3 (no NumPy).
 
@@ -29,7 +30,8 @@ VERSIONS = [0, 1, 2]       # ... and these policy versions
 INIT_PRIORITIES = [1.0, 2.0, 3.0]
 EPISODE = {"actor_id": ACTOR_ID, "return": 12.5, "length": 13}
 NAMES = ["observations", "actions", "behaviour_log_probs", "rewards",
-         "terminated", "truncated", "final_observations"]
+         "terminated", "truncated", "final_observations", "initial_recurrent_state"]
+VERSION = 2                # the protocol version (header "v")
 REASONS = {"malformed", "bad_mac", "version", "unknown_type", "replayed", "oversize",
            "bad_body", "bad_tensor", "bad_value", "wrong_shard", "no_credit", "unexpected"}
 WELCOME_FIELDS = ["shard", "shards", "mode", "layout", "credit", "capacity",
@@ -81,7 +83,7 @@ class Link:
         if seq is None:
             self.seq += 1
             seq = self.seq
-        header = msgpack.packb({"v": 1, "type": kind, "sender": self.sender,
+        header = msgpack.packb({"v": VERSION, "type": kind, "sender": self.sender,
                                 "seq": seq, "body": body})
         frames = [header, *payload]
         return seq, frames + [mac(self.key, frames)]
@@ -102,7 +104,7 @@ class Link:
             check(len(frames) >= 2 and len(frames[-1]) == 32
                   and mac(self.key, frames[:-1]) == frames[-1], "reply with a bad MAC")
             h = msgpack.unpackb(frames[0])
-            check(h.get("v") == 1, f"reply with version {h.get('v')!r}")
+            check(h.get("v") == VERSION, f"reply with version {h.get('v')!r}")
             check(h["seq"] > self.peer_seq.get(h["sender"], 0), "reply seq not increasing")
             self.peer_seq[h["sender"]] = h["seq"]
             return h["type"], h["body"], frames[1:-1]
@@ -136,24 +138,59 @@ class Link:
 
 # ---------------------------------------------------------------- unrolls
 
-def specs_for(layout, b):
-    """The 7 tensor descriptions of section 6.3 for batch dimension b."""
-    t, d, act = layout["unroll_length"], layout["obs_dim"], layout["action"]
+def specs_for(layout, b, finals):
+    """The tensor descriptions of section 6.3 for batch dimension b and
+    `finals` truncated steps (7, or 8 with a recurrent state)."""
+    t, shape, act = layout["unroll_length"], layout["observation_shape"], layout["action"]
+    o = layout["observation_dtype"]
     a_dtype, a_shape = ("u32", [b, t]) if act["kind"] == "discrete" else ("f32", [b, t, act["dim"]])
-    shapes = [("f32", [b, t + 1, d]), (a_dtype, a_shape), ("f32", [b, t]), ("f32", [b, t]),
-              ("u8", [b, t]), ("u8", [b, t]), ("f32", [b, t, d])]
-    return [{"name": n, "dtype": dt, "shape": s} for n, (dt, s) in zip(NAMES, shapes)]
+    shapes = [(o, [b, t + 1, *shape]), (a_dtype, a_shape), ("f32", [b, t]), ("f32", [b, t]),
+              ("u8", [b, t]), ("u8", [b, t]), (o, [finals, *shape])]
+    s = layout.get("recurrent_state_size", 0)
+    if s:
+        shapes.append(("f32", [b, s]))
+    return [{"name": n, "dtype": dt, "shape": sh} for n, (dt, sh) in zip(NAMES, shapes)]
+
+
+def obs_dim(layout):
+    return math.prod(layout["observation_shape"])
 
 
 def pack(dtype, values):
+    if dtype == "u8":
+        return bytes(int(v) % 256 for v in values)
     return struct.pack(f"<{len(values)}{FMT[dtype]}", *values)
 
 
+def join_unrolls(unrolls):
+    """The payload frames of a message holding these unrolls (each as
+    make_unroll returns it): frame by frame, concatenated."""
+    return [b"".join(u[i] for u in unrolls) for i in range(len(unrolls[0]))]
+
+
+def split_unrolls(layout, frames, n):
+    """The inverse of join_unrolls for a message of n unrolls: fixed-size
+    frames are cut evenly; final observations by each unroll's truncations."""
+    t, ob = layout["unroll_length"], obs_dim(layout) * SIZE[layout["observation_dtype"]]
+    out, first = [], 0
+    for j in range(n):
+        u = [frame[j * (len(frame) // n):(j + 1) * (len(frame) // n)] if i != 6 else b""
+             for i, frame in enumerate(frames)]
+        k = sum(frames[5][j * t:(j + 1) * t])
+        u[6] = frames[6][first * ob:(first + k) * ob]
+        first += k
+        out.append(u)
+    return out
+
+
 def make_unroll(layout, v):
-    """One unroll (7 byte strings) with values that are distinct per version v
-    and exactly representable as f32. v = 1 ends an episode, v = 2 is truncated."""
-    t_len, d_len, act = layout["unroll_length"], layout["obs_dim"], layout["action"]
-    obs = [(v + 1) * 1000.0 + t + d * 0.25 for t in range(t_len + 1) for d in range(d_len)]
+    """One unroll (7 or 8 byte strings) with values that are distinct per
+    version v and exactly representable in the observation dtype. v = 1 ends
+    an episode, v = 2 is truncated (and so has one final observation)."""
+    t_len, d_len, act = layout["unroll_length"], obs_dim(layout), layout["action"]
+    o = layout["observation_dtype"]
+    scale = 1.0 if o == "u8" else 0.25
+    obs = [(v + 1) * 100.0 + t + d * scale for t in range(t_len + 1) for d in range(d_len)]
     if act["kind"] == "discrete":
         actions = pack("u32", [(t + v) % act["n"] for t in range(t_len)])
     else:
@@ -163,16 +200,21 @@ def make_unroll(layout, v):
     term = [1 if (v == 1 and t == t_len - 1) else 0 for t in range(t_len)]
     trunc_step = t_len // 2 if v == 2 else -1
     trunc = [1 if t == trunc_step else 0 for t in range(t_len)]
-    final = [(-7.5 - d) if t == trunc_step else 0.0 for t in range(t_len) for d in range(d_len)]
-    return [pack("f32", obs), actions, pack("f32", logp), pack("f32", rewards),
-            pack("u8", term), pack("u8", trunc), pack("f32", final)]
+    final = [(7.0 + d) for t in range(t_len) if t == trunc_step for d in range(d_len)]
+    frames = [pack(o, obs), actions, pack("f32", logp), pack("f32", rewards),
+              pack("u8", term), pack("u8", trunc), pack(o, final)]
+    s = layout.get("recurrent_state_size", 0)
+    if s:
+        frames.append(pack("f32", [0.5 * v - 0.125 * i for i in range(s)]))
+    return frames
 
 
 def insert_body(shard, layout, versions, priorities=None, episodes=(), specs=None):
     b = len(versions)
+    finals = sum(1 for v in versions if v == 2)
     return {"shard": shard, "count": b, "actor_ids": [ACTOR_ID] * b,
             "policy_versions": list(versions), "priorities": priorities,
-            "episodes": list(episodes), "tensors": specs or specs_for(layout, b)}
+            "episodes": list(episodes), "tensors": specs or specs_for(layout, b, finals)}
 
 
 def rejected_delta(before, after):
@@ -203,17 +245,23 @@ class Run:
         missing = [f for f in WELCOME_FIELDS if f not in w]
         check(not missing, f"welcome lacks {missing}")
         lay = w["layout"]
-        check(all(f in lay for f in ("unroll_length", "obs_dim", "action")), f"layout {lay}")
-        check(lay["unroll_length"] >= 1 and lay["obs_dim"] >= 1, f"layout {lay}")
+        check(all(f in lay for f in ("unroll_length", "observation_shape", "observation_dtype",
+                                     "action", "recurrent_state_size")), f"layout {lay}")
+        check(lay["unroll_length"] >= 1 and obs_dim(lay) >= 1, f"layout {lay}")
+        check(lay["observation_dtype"] in ("f32", "u8"), f"layout {lay}")
         check(lay["action"].get("kind") in ("discrete", "continuous"), f"action {lay['action']}")
         check(w["shard"] == self.shard and w["shard"] < w["shards"],
               f"welcome.shard {w['shard']} of {w['shards']}, wanted {self.shard}")
         check(w["mode"] == "prioritized", f"mode {w['mode']!r}, these checks need prioritized")
         check(w["credit"] == 0, f"learner welcome.credit {w['credit']}, spec says always 0")
         self.welcome, self.layout = w, lay
-        self.item_bytes = sum(len(f) for f in make_unroll(lay, 0))
+        # Fixed-size frames, plus room for a final observation at every step
+        # (the shard's bound for batch sizes, section 6.5).
+        one_obs = obs_dim(lay) * SIZE[lay["observation_dtype"]]
+        self.item_bytes = sum(len(f) for f in make_unroll(lay, 0)) + lay["unroll_length"] * one_obs
         return (f"shard {w['shard']}/{w['shards']}, T={lay['unroll_length']}, "
-                f"D={lay['obs_dim']}, action={lay['action']}, item {self.item_bytes} B")
+                f"obs {lay['observation_dtype']} {lay['observation_shape']}, action={lay['action']}, "
+                f"state {lay['recurrent_state_size']}, worst item {self.item_bytes} B")
 
     def check2_actor_hello(self):
         self.actor.send("hello", {"role": "actor"})
@@ -231,7 +279,7 @@ class Run:
         base = self.actor.stats("stats before insert")["inserted_total"]
         self.want_keys = {v: base + i for i, v in enumerate(VERSIONS)}
         self.unrolls = {v: make_unroll(self.layout, v) for v in VERSIONS}
-        payload = [b"".join(self.unrolls[v][i] for v in VERSIONS) for i in range(7)]
+        payload = join_unrolls([self.unrolls[v] for v in VERSIONS])
         body = insert_body(self.shard, self.layout, VERSIONS, INIT_PRIORITIES, [EPISODE])
         seq = self.actor.send("insert", body, payload)
         self.credit -= len(VERSIONS)
@@ -257,8 +305,10 @@ class Run:
         check(1 <= n <= min(count, cap), f"batch.count {n} (asked {count}, limit {cap})")
         for f in ("keys", "priorities", "times_sampled", "actor_ids", "policy_versions"):
             check(len(b[f]) == n, f"batch.{f} has {len(b[f])} entries, count {n}")
-        check(b["tensors"] == specs_for(self.layout, n), f"batch.tensors {b['tensors']}")
-        check(len(frames) == 7, f"batch has {len(frames)} payload frames")
+        want_frames = 8 if self.layout["recurrent_state_size"] else 7
+        check(len(frames) == want_frames, f"batch has {len(frames)} payload frames")
+        finals = sum(frames[5])                          # one per truncated step
+        check(b["tensors"] == specs_for(self.layout, n, finals), f"batch.tensors {b['tensors']}")
         for spec, frame in zip(b["tensors"], frames):
             want = math.prod(spec["shape"]) * SIZE[spec["dtype"]]
             check(len(frame) == want, f"batch frame {spec['name']}: {len(frame)} B, wanted {want}")
@@ -272,6 +322,7 @@ class Run:
         run against the same shard process and are skipped."""
         n, hits = b["count"], []
         ours = {k: v for v, k in self.want_keys.items()}
+        draws = split_unrolls(self.layout, frames, n)
         for j in range(n):
             v, key = b["policy_versions"][j], b["keys"][j]
             if key in ours:
@@ -280,9 +331,8 @@ class Run:
                       f"wanted actor {ACTOR_ID} version {ours[key]}")
             if b["actor_ids"][j] != ACTOR_ID or v not in self.unrolls or key != self.want_keys[v]:
                 continue
-            for i, frame in enumerate(frames):
-                per = len(frame) // n
-                check(frame[j * per:(j + 1) * per] == self.unrolls[v][i],
+            for i, frame in enumerate(draws[j]):
+                check(frame == self.unrolls[v][i],
                       f"version {v}: {NAMES[i]} bytes differ from what was inserted")
             hits.append((v, j))
         return hits
@@ -382,17 +432,25 @@ class Run:
             return "no reply"
         lines.append(self.bad("replayed", replayed))
 
-        nan_obs = bytearray(one[0])
-        nan_obs[8:12] = struct.pack("<f", float("nan"))
+        nan_reward = bytearray(one[3])
+        nan_reward[0:4] = struct.pack("<f", float("nan"))
         lines.append(self.bad("bad_value", lambda: self.bad_insert(
-            self.actor, "bad_value", insert_body(self.shard, lay, [7]), [bytes(nan_obs), *one[1:]])))
+            self.actor, "bad_value", insert_body(self.shard, lay, [7]),
+            [*one[:3], bytes(nan_reward), *one[4:]])))
 
-        specs = specs_for(lay, 1)
-        specs[0] = dict(specs[0], shape=[1, lay["unroll_length"], lay["obs_dim"]])
-        short_obs = one[0][:4 * lay["unroll_length"] * lay["obs_dim"]]
+        specs = specs_for(lay, 1, 0)
+        specs[0] = dict(specs[0], shape=[1, lay["unroll_length"], *lay["observation_shape"]])
+        o = SIZE[lay["observation_dtype"]]
+        short_obs = one[0][:o * lay["unroll_length"] * obs_dim(lay)]
         lines.append(self.bad("bad_tensor", lambda: self.bad_insert(
             self.actor, "bad_tensor", insert_body(self.shard, lay, [7], specs=specs),
             [short_obs, *one[1:]])))
+
+        # A truncated step without its final observation (v = 2 has one).
+        two = make_unroll(lay, 2)
+        lines.append(self.bad("bad_tensor", lambda: self.bad_insert(
+            self.actor, "bad_tensor", insert_body(self.shard, lay, [7], specs=specs_for(lay, 1, 0)),
+            [*two[:6], b"", *two[7:]])))
 
         lines.append(self.bad("wrong_shard", lambda: self.bad_insert(
             self.actor, "wrong_shard", insert_body(self.shard + 1, lay, [7]), one)))
@@ -414,16 +472,16 @@ def check7_vectors():
           + struct.pack("<Q", 3) + frames[1] == inp, "vector 1: MAC input")
     check(mac(key, frames).hex() ==
           "00993e7a36e56bf1af3c5e6099ea677382f765d4499d7c93d18d4f7cb58d0ba3", "vector 1: MAC")
-    h2 = msgpack.packb({"v": 1, "type": "get_stats", "sender": 1, "seq": 1, "body": {}})
-    check(h2.hex() == "85a17601a474797065a96765745f7374617473a673656e64657201a373657101a4626f647980"
+    h2 = msgpack.packb({"v": 2, "type": "get_stats", "sender": 1, "seq": 1, "body": {}})
+    check(h2.hex() == "85a17602a474797065a96765745f7374617473a673656e64657201a373657101a4626f647980"
           and len(h2) == 38, "vector 2: header")
     check(mac(key, [h2]).hex() ==
-          "4cfee9d15a1f34b8f8add5a8ad5c2978c2bb744b505d3dfe2b04b51dac887497", "vector 2: MAC")
-    h3 = msgpack.packb({"v": 1, "type": "hello", "sender": 1, "seq": 2, "body": {"role": "actor"}})
-    check(h3.hex() == "85a17601a474797065a568656c6c6fa673656e64657201a373657102a4626f647981"
+          "090bcb9aac489984ff602416b3e08b555bd622f20f822e6a85c72a1f59fb51e5", "vector 2: MAC")
+    h3 = msgpack.packb({"v": 2, "type": "hello", "sender": 1, "seq": 2, "body": {"role": "actor"}})
+    check(h3.hex() == "85a17602a474797065a568656c6c6fa673656e64657201a373657102a4626f647981"
           "a4726f6c65a56163746f72" and len(h3) == 45, "vector 3: header")
     check(mac(key, [h3]).hex() ==
-          "a1e5e5a19a386d2abde43fc0553da7c8579b49b4f814e525ee0d0f9261545d5d", "vector 3: MAC")
+          "4ae3b4170c36c8f8f3456e71b566739f2f61bb11e18862885e8fe139a864eab8", "vector 3: MAC")
     # blake3 keyed mode against the official keyed test vector for empty input
     check(blake3.blake3(b"", key=b"whats the Elvish word for friend").hexdigest() ==
           "92b2b75604ed3c761f9d6f62392c8a9227ad0ea3f09573e783f1498a4ed60d26", "BLAKE3 keyed empty")

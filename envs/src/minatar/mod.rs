@@ -153,7 +153,6 @@ impl<G: Game> MinAtar<G> {
         } else {
             ALL_ACTIONS
         };
-        let cells = 100 * G::CHANNELS;
         Ok(MinAtar {
             id,
             game: G::new(difficulty_ramping),
@@ -162,7 +161,7 @@ impl<G: Game> MinAtar<G> {
             last_action: NOOP,
             action_set,
             started: false,
-            observation_space: Space::bounded(vec![0.0; cells], vec![1.0; cells], Self::observation_shape().to_vec()),
+            observation_space: Space::u8_box(0, 1, Self::observation_shape().to_vec()),
             action_space: Space::Discrete(action_set.len()),
         })
     }
