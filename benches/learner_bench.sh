@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Learner samples/s on CPU, candle (ours) against PyTorch, in one run: the
-# IMPALA update (MLP and the MinAtar CNN) and the Ape-X DQN update.
+# IMPALA update (MLP, the MinAtar CNN, the Nature CNN) and the Ape-X DQN update.
 # Usage: bash benches/learner_bench.sh [seconds-for-pytorch]
 # Needs python3 with venv; installs torch into .venv-torch (PyPI; the default
 # wheel runs on CPU).
@@ -19,19 +19,22 @@ for script in torch_learner_step torch_apex_step; do
   done
 done
 for threads in 1 2; do
-  .venv-torch/bin/python benches/torch_learner_step.py "$secs" "$threads" minatar > "target/torch_minatar_step_$threads.json"
+  for net in minatar nature; do
+    .venv-torch/bin/python benches/torch_learner_step.py "$secs" "$threads" $net > "target/torch_${net}_step_$threads.json"
+  done
 done
 python3 - <<'PY'
 import json
-for name, script, bench in [
-    ("IMPALA", "torch_learner_step", "mlp64x64_b32_t20"),
-    ("Ape-X DQN", "torch_apex_step", "apex_mlp64x64_b32_t20"),
-    ("IMPALA, MinAtar net", "torch_minatar_step", "minatar_b32_t20"),
+for name, script, bench, samples in [
+    ("IMPALA", "torch_learner_step", "mlp64x64_b32_t20", 640),
+    ("Ape-X DQN", "torch_apex_step", "apex_mlp64x64_b32_t20", 640),
+    ("IMPALA, MinAtar net", "torch_minatar_step", "minatar_b32_t20", 640),
+    ("IMPALA, Nature net (B=8, T=5)", "torch_nature_step", "nature_b8_t5", 40),
 ]:
     runs = [json.load(open(f"target/{script}_{n}.json")) for n in (1, 2)]
     torch = max(runs, key=lambda r: r["samples_per_s"])
     est = json.load(open(f"target/criterion/learner/{bench}/new/estimates.json"))
-    ours = 640 / (est["mean"]["point_estimate"] * 1e-9)
+    ours = samples / (est["mean"]["point_estimate"] * 1e-9)
     print(f"{name}: cml-learner (candle, CPU, learner.cpu_threads = 1): {ours:10.0f} samples/s")
     for r in runs:
         print(f"{name}: PyTorch {r['torch_version']} (CPU, {r['threads']} threads): {r['samples_per_s']:10.0f} samples/s")

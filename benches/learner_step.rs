@@ -9,6 +9,10 @@
 //! - `learner/minatar_b32_t20`: the IMPALA update of the MinAtar network
 //!   (conv 16@3×3 + FC 128) on 32 unrolls × T = 20 of `[10, 10, 4]` 0/1
 //!   observations, 3 actions.
+//! - `learner/nature_b8_t5`: the IMPALA update of the Nature network
+//!   (conv 32@8×8/4, 64@4×4/2, 64@3×3/1, FC 512) on 8 unrolls × T = 5 of
+//!   `[84, 84, 4]` frames of 0..=255, 6 actions (a small batch: candle's CPU
+//!   convolution backward is slow).
 //!
 //! `benches/learner_bench.sh` runs them beside the same updates in PyTorch
 //! (`benches/torch_learner_step.py`, `benches/torch_apex_step.py`) and prints
@@ -26,12 +30,23 @@ const B: usize = 32;
 const OBS: usize = 4;
 
 fn batch() -> UnrollBatch {
-    batch_of(OBS, 2, false)
+    batch_of(T, B, OBS, 2, Values::Signed)
 }
 
-/// `obs` values per observation (0/1 when `binary`, else in [-1, 1]) and
+/// What observations hold.
+#[derive(Clone, Copy)]
+enum Values {
+    /// Uniform in [-1, 1].
+    Signed,
+    /// 0 or 1 (1 with probability 0.1), as MinAtar's planes.
+    Binary,
+    /// Integers 0..=255, as pixel frames.
+    Pixels,
+}
+
+/// `b` unrolls of `t` steps, `obs_dim` values per observation and
 /// `actions` actions.
-fn batch_of(obs_dim: usize, actions: u32, binary: bool) -> UnrollBatch {
+fn batch_of(t: usize, b: usize, obs_dim: usize, actions: u32, values: Values) -> UnrollBatch {
     let dev = Device::Cpu;
     let mut s: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = move || {
@@ -40,27 +55,25 @@ fn batch_of(obs_dim: usize, actions: u32, binary: bool) -> UnrollBatch {
         s ^= s << 17;
         (s >> 40) as f32 / (1u64 << 24) as f32
     };
-    let obs: Vec<f32> = (0..(T + 1) * B * obs_dim)
-        .map(|_| {
-            if binary {
-                f32::from(u8::from(next() < 0.1))
-            } else {
-                next() * 2.0 - 1.0
-            }
+    let obs: Vec<f32> = (0..(t + 1) * b * obs_dim)
+        .map(|_| match values {
+            Values::Binary => f32::from(u8::from(next() < 0.1)),
+            Values::Signed => next() * 2.0 - 1.0,
+            Values::Pixels => (next() * 255.0).round(),
         })
         .collect();
     let n_actions = actions;
-    let actions: Vec<u32> = (0..T * B)
+    let actions: Vec<u32> = (0..t * b)
         .map(|_| ((next() * n_actions as f32) as u32).min(n_actions - 1))
         .collect();
-    let terminated: Vec<f32> = (0..T * B).map(|_| f32::from(u8::from(next() < 0.05))).collect();
+    let terminated: Vec<f32> = (0..t * b).map(|_| f32::from(u8::from(next() < 0.05))).collect();
     UnrollBatch {
-        observations: Tensor::from_vec(obs, (T + 1, B, obs_dim), &dev).unwrap(),
-        actions: Tensor::from_vec(actions, (T, B), &dev).unwrap(),
-        behaviour_log_probs: Tensor::full(-(n_actions as f32).ln(), (T, B), &dev).unwrap(),
-        rewards: Tensor::ones((T, B), candle_core::DType::F32, &dev).unwrap(),
-        terminated: Tensor::from_vec(terminated, (T, B), &dev).unwrap(),
-        truncated: Tensor::zeros((T, B), candle_core::DType::F32, &dev).unwrap(),
+        observations: Tensor::from_vec(obs, (t + 1, b, obs_dim), &dev).unwrap(),
+        actions: Tensor::from_vec(actions, (t, b), &dev).unwrap(),
+        behaviour_log_probs: Tensor::full(-(n_actions as f32).ln(), (t, b), &dev).unwrap(),
+        rewards: Tensor::ones((t, b), candle_core::DType::F32, &dev).unwrap(),
+        terminated: Tensor::from_vec(terminated, (t, b), &dev).unwrap(),
+        truncated: Tensor::zeros((t, b), candle_core::DType::F32, &dev).unwrap(),
         final_observations: None,
         importance_weights: None,
     }
@@ -93,8 +106,24 @@ fn learner_step(c: &mut Criterion) {
     };
     let mut learner =
         ImpalaLearner::new(vec![10, 10, 4], ActionKind::Categorical(3), &minatar, impala_config()).expect("learner");
-    let batch = batch_of(400, 3, true);
+    let batch = batch_of(T, B, 400, 3, Values::Binary);
     group.bench_function("minatar_b32_t20", |b| b.iter(|| learner.step(&batch).expect("step")));
+    group.finish();
+
+    let nature = NetConfig {
+        torso: cml_policy::Torso::Nature,
+        ..NetConfig::default()
+    };
+    let mut learner =
+        ImpalaLearner::new(vec![84, 84, 4], ActionKind::Categorical(6), &nature, impala_config()).expect("learner");
+    let (t, b) = (5, 8);
+    let batch = batch_of(t, b, 84 * 84 * 4, 6, Values::Pixels);
+    let mut group = c.benchmark_group("learner");
+    group.throughput(Throughput::Elements((t * b) as u64));
+    group.sample_size(10);
+    group.bench_function("nature_b8_t5", |bench| {
+        bench.iter(|| learner.step(&batch).expect("step"))
+    });
     group.finish();
 }
 

@@ -5,9 +5,12 @@ global-norm clipping at 40, RMSprop(lr 6e-4, alpha 0.99, eps 0.01), on a
 batch of 32 unrolls x T = 20 (obs 4, 2 actions). With the third argument
 `minatar`: the MinAtar network instead (conv 16@3x3 stride 1 on [10, 10, 4]
 HWC observations turned to CHW, ReLU, FC 128, ReLU; 3 actions), on 0/1
-observations. Prints one JSON object.
-Arguments: seconds to measure, threads (0: PyTorch's default), net (mlp or
-minatar).
+observations. With `nature`: the Nature network (TorchBeast's AtariNet
+torso: conv 32@8x8/4, 64@4x4/2, 64@3x3/1, FC 512, inputs / 255) on
+[84, 84, 4] frames of 0..255, 6 actions, and a batch of 8 unrolls x T = 5
+(as benches/learner_step.rs's nature_b8_t5). Prints one JSON object.
+Arguments: seconds to measure, threads (0: PyTorch's default), net (mlp,
+minatar or nature).
 """
 
 import json
@@ -17,9 +20,26 @@ import time
 import torch
 import torch.nn.functional as F
 
-T, B = 20, 32
 NET = sys.argv[3] if len(sys.argv) > 3 else "mlp"
-OBS, A = (400, 3) if NET == "minatar" else (4, 2)
+T, B = (5, 8) if NET == "nature" else (20, 32)
+OBS, A = {"minatar": (400, 3), "nature": (84 * 84 * 4, 6)}.get(NET, (4, 2))
+
+
+class NatureNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv0 = torch.nn.Conv2d(4, 32, 8, stride=4)
+        self.conv1 = torch.nn.Conv2d(32, 64, 4, stride=2)
+        self.conv2 = torch.nn.Conv2d(64, 64, 3, stride=1)
+        self.fc = torch.nn.Linear(64 * 7 * 7, 512)
+        self.policy = torch.nn.Linear(512, A)
+        self.value = torch.nn.Linear(512, 1)
+
+    def forward(self, x):
+        x = x.reshape(-1, 84, 84, 4).permute(0, 3, 1, 2) / 255.0
+        x = F.relu(self.conv2(F.relu(self.conv1(F.relu(self.conv0(x))))))
+        h = F.relu(self.fc(x.flatten(1)))
+        return self.policy(h), self.value(h).squeeze(-1)
 
 
 class MinAtarNet(torch.nn.Module):
@@ -72,10 +92,12 @@ def main(seconds, threads):
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    net = MinAtarNet() if NET == "minatar" else Net()
+    net = {"minatar": MinAtarNet, "nature": NatureNet}.get(NET, Net)()
     opt = torch.optim.RMSprop(net.parameters(), lr=6e-4, alpha=0.99, eps=0.01)
     if NET == "minatar":
         obs = (torch.rand(T + 1, B, OBS) < 0.1).float()
+    elif NET == "nature":
+        obs = torch.randint(0, 256, (T + 1, B, OBS)).float()
     else:
         obs = torch.rand(T + 1, B, OBS) * 2 - 1
     actions = torch.randint(0, A, (T, B))
@@ -100,7 +122,7 @@ def main(seconds, threads):
         torch.nn.utils.clip_grad_norm_(net.parameters(), 40.0)
         opt.step()
 
-    for _ in range(50):
+    for _ in range(5 if NET == "nature" else 50):
         step()
     steps = 0
     start = time.perf_counter()

@@ -4,12 +4,77 @@
 //! unrolls go through the learner's own wire-to-batch conversion, and the
 //! learner's network gives log π(a_t | x_t) for every step within 1e-5 of
 //! the actor's — for the MLP torso and for the MinAtar CNN torso (whose
-//! HWC-to-CHW conversion both sides must make the same way).
+//! HWC-to-CHW conversion both sides must make the same way), and for the
+//! Nature and IMPALA torsos on a pixel env whose `u8` frames travel as
+//! bytes.
 
 use candle_core::Device;
 use cml_actors::{policy_from_weights, Worker};
+use cml_envs::{Action, Env, EnvError, Space, Step, VecEnv};
 use cml_learner::{ImpalaLearner, LearnerConfig, SampledUnrolls, UnrollBatch};
 use cml_policy::{ActionKind, NetConfig, Torso};
+
+/// A toy pixel env: `[36, 36, 3]` u8 frames of a moving, action-shifted
+/// pattern; episodes of 4 to 9 steps.
+struct Pixels {
+    observation_space: Space,
+    action_space: Space,
+    t: u64,
+    episode: u64,
+    shift: u64,
+}
+
+const SIDE: usize = 36;
+
+impl Pixels {
+    fn new() -> Pixels {
+        Pixels {
+            observation_space: Space::u8_box(0, 255, vec![SIDE, SIDE, 3]),
+            action_space: Space::Discrete(3),
+            t: 0,
+            episode: 0,
+            shift: 0,
+        }
+    }
+
+    fn draw(&self, obs: &mut [f32]) {
+        for (i, v) in obs.iter_mut().enumerate() {
+            let i = i as u64;
+            *v = ((i * 7 + self.t * 31 + self.shift * 13 + (i / 108) * self.episode) % 256) as f32;
+        }
+    }
+}
+
+impl Env for Pixels {
+    fn observation_space(&self) -> &Space {
+        &self.observation_space
+    }
+    fn action_space(&self) -> &Space {
+        &self.action_space
+    }
+    fn reset(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Result<(), EnvError> {
+        self.episode = seed.unwrap_or(self.episode + 1);
+        self.t = 0;
+        self.draw(obs);
+        Ok(())
+    }
+    fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
+        let Action::Discrete(a) = action else {
+            return Err(EnvError::Other {
+                env: "Pixels".into(),
+                message: "discrete actions".into(),
+            });
+        };
+        self.t += 1;
+        self.shift += a as u64;
+        self.draw(obs);
+        Ok(Step {
+            reward: a as f64,
+            terminated: self.t >= 4 + self.episode % 6,
+            truncated: false,
+        })
+    }
+}
 
 fn check(torso: Torso) {
     let (k, t) = (8usize, 12u32);
@@ -18,9 +83,15 @@ fn check(torso: Torso) {
         hidden: vec![64],
         ..NetConfig::default()
     };
-    let venv = cml_envs::make_vec("MinAtar/Breakout-v1", &cml_envs::Params::new(), k).unwrap();
+    let pixels = matches!(torso, Torso::Nature | Torso::Impala);
+    let venv: Box<dyn cml_envs::VectorEnv> = if pixels {
+        Box::new(VecEnv::new((0..k).map(|_| Pixels::new()).collect()).unwrap())
+    } else {
+        cml_envs::make_vec("MinAtar/Breakout-v1", &cml_envs::Params::new(), k).unwrap()
+    };
     let mut worker = Worker::new(0, venv, t, 0, 21, None).unwrap();
-    assert_eq!(worker.observation_shape(), &[10, 10, 4]);
+    let d: usize = worker.observation_shape().iter().product();
+    assert_eq!(worker.layout().observation_dtype, cml_proto::DType::U8);
     let config = LearnerConfig {
         seed: 9,
         ..LearnerConfig::default()
@@ -54,7 +125,7 @@ fn check(torso: Torso) {
         importance_weights: &weights,
     };
     let batch = UnrollBatch::from_sampled(&sampled, &Device::Cpu).unwrap();
-    let (t, d) = (t as usize, 400);
+    let t = t as usize;
     let obs = batch.observations.narrow(0, 0, t).unwrap().reshape((t * k, d)).unwrap();
     let actions = batch.actions.reshape(t * k).unwrap();
     let learner_log_probs: Vec<f32> = learner
@@ -91,4 +162,10 @@ fn the_learner_recomputes_the_actors_log_probs_mlp() {
 #[test]
 fn the_learner_recomputes_the_actors_log_probs_minatar_cnn() {
     check(Torso::Minatar);
+}
+
+#[test]
+fn the_learner_recomputes_the_actors_log_probs_nature_and_impala_on_u8_frames() {
+    check(Torso::Nature);
+    check(Torso::Impala);
 }

@@ -105,26 +105,35 @@ fn bad_batches_are_refused_and_change_nothing() {
     assert_eq!(l.steps(), 0);
 }
 
-/// Both algorithms train the MinAtar CNN torso on `[10, 10, C]` HWC
-/// observations: parameters move, every number stays finite, and the
-/// convolution's weights are among those that move.
+/// Both algorithms train every convolutional torso (MinAtar's on
+/// `[10, 10, 4]`, Nature's on `[36, 36, 1]`, IMPALA's ResNet on
+/// `[12, 12, 3]`, all HWC): parameters move, every number stays finite, and
+/// the first convolution's weights are among those that move.
 #[test]
-fn both_algorithms_train_the_minatar_torso() {
+fn both_algorithms_train_every_conv_torso() {
+    use cml_policy::Torso;
+    for (torso, shape, first_conv) in [
+        (Torso::Minatar, vec![10, 10, 4], "torso.conv.weight"),
+        (Torso::Nature, vec![36, 36, 1], "torso.conv0.weight"),
+        (Torso::Impala, vec![12, 12, 3], "torso.stack0.conv.weight"),
+    ] {
+        train_conv_torso(torso, shape, first_conv);
+    }
+}
+
+fn train_conv_torso(torso: cml_policy::Torso, shape: Vec<usize>, first_conv: &str) {
     let net = NetConfig {
-        torso: cml_policy::Torso::Minatar,
+        torso,
         ..Default::default()
     };
-    let batch = synthetic_batch(5, 6, 4, 400, 3);
+    let batch = synthetic_batch(5, 6, 4, shape.iter().product(), 3);
     let conv = |params: &[(String, Tensor)]| -> Vec<f32> {
-        let (_, t) = params
-            .iter()
-            .find(|(n, _)| n == "torso.conv.weight")
-            .expect("conv weights");
+        let (_, t) = params.iter().find(|(n, _)| n == first_conv).expect("conv weights");
         t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
     };
 
     let mut impala = ImpalaLearner::new(
-        vec![10, 10, 4],
+        shape.clone(),
         ActionKind::Categorical(3),
         &net,
         LearnerConfig::default(),
@@ -140,7 +149,7 @@ fn both_algorithms_train_the_minatar_torso() {
 
     use cml_learner::Algorithm;
     let mut apex = cml_learner::ApexDqnLearner::new(
-        vec![10, 10, 4],
+        shape.clone(),
         ActionKind::Categorical(3),
         &net,
         LearnerConfig::default(),
@@ -148,11 +157,7 @@ fn both_algorithms_train_the_minatar_torso() {
     .unwrap();
     let published_conv = |apex: &cml_learner::ApexDqnLearner| -> Vec<f32> {
         let tensors = candle_core::safetensors::load_buffer(&apex.weights().unwrap(), &Device::Cpu).unwrap();
-        tensors["torso.conv.weight"]
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap()
+        tensors[first_conv].flatten_all().unwrap().to_vec1::<f32>().unwrap()
     };
     let before = published_conv(&apex);
     for _ in 0..3 {

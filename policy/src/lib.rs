@@ -13,6 +13,8 @@
 //! one observation ([`ObservationShape`], HWC for images) and reshapes the
 //! flat rows itself where its torso needs it.
 
+pub mod atari_torsos;
+pub mod max_pool;
 pub mod q_values;
 
 use std::collections::HashMap;
@@ -59,6 +61,13 @@ pub enum Torso {
     /// ReLU. Observations `[H, W, C]` in HWC order (as the env writes them);
     /// the convolution reads HWC patches directly.
     Minatar,
+    /// The DQN Nature network (TorchBeast's `AtariNet`): conv 32@8×8/4,
+    /// 64@4×4/2, 64@3×3/1, FC 512; inputs divided by 255 (pixel frames).
+    Nature,
+    /// The IMPALA deep ResNet: three stacks of 16/32/32 channels (conv 3×3,
+    /// max-pool 3×3/2 `SAME`, two residual blocks), FC 256; inputs divided
+    /// by 255.
+    Impala,
 }
 
 impl Torso {
@@ -67,6 +76,18 @@ impl Torso {
         match self {
             Torso::Mlp => "mlp",
             Torso::Minatar => "minatar",
+            Torso::Nature => "nature",
+            Torso::Impala => "impala",
+        }
+    }
+
+    /// The smallest image side the torso takes (0: any shape, flattened).
+    fn min_side(self) -> usize {
+        match self {
+            Torso::Mlp => 0,
+            Torso::Minatar => MINATAR_KERNEL,
+            Torso::Nature => atari_torsos::NATURE_MIN_SIDE,
+            Torso::Impala => 1,
         }
     }
 }
@@ -116,7 +137,7 @@ impl From<&ObservationShape> for ObservationShape {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetConfig {
-    /// The torso: `"mlp"` (default) or `"minatar"`.
+    /// The torso: `"mlp"` (default), `"minatar"`, `"nature"` or `"impala"`.
     #[serde(default)]
     pub torso: Torso,
     /// Hidden layer sizes of the MLP torso (the `mlp` torso only).
@@ -243,6 +264,8 @@ enum TorsoLayers {
         width: usize,
         channels: usize,
     },
+    Nature(atari_torsos::NatureTorso),
+    Impala(atari_torsos::ImpalaTorso),
 }
 
 /// A convolution, stride 1, no padding, over HWC observations, computed as
@@ -341,7 +364,7 @@ fn image_shape(torso: Torso, shape: &ObservationShape, min_side: usize) -> Resul
 
 /// PyTorch's `nn.Conv2d` initialisation (Kaiming-uniform with a = √5, which
 /// is uniform in ±1/√fan_in, fan_in = in·k·k; the bias alike), seeded.
-fn init_conv(
+pub(crate) fn init_conv(
     varmap: &VarMap,
     name: &str,
     in_channels: usize,
@@ -370,7 +393,7 @@ fn init_conv(
 
 /// PyTorch's `nn.Linear` initialisation: weight and bias uniform in
 /// ±1/√fan_in, drawn from a seeded generator so runs are reproducible.
-fn init_linear(
+pub(crate) fn init_linear(
     varmap: &VarMap,
     name: &str,
     fan_in: usize,
@@ -438,6 +461,14 @@ impl PolicyNet {
                 init_linear(varmap, "torso.fc", conv_out, MINATAR_HIDDEN, &mut rng, device)?;
                 MINATAR_HIDDEN
             }
+            Torso::Nature => {
+                let image = image_shape(config.torso, &obs, config.torso.min_side())?;
+                atari_torsos::NatureTorso::init(varmap, image, &mut rng, device)?
+            }
+            Torso::Impala => {
+                let image = image_shape(config.torso, &obs, config.torso.min_side())?;
+                atari_torsos::ImpalaTorso::init(varmap, image, &mut rng, device)?
+            }
         };
         let n_out = match action {
             ActionKind::Categorical(n) | ActionKind::Gaussian(n) => n,
@@ -471,7 +502,7 @@ impl PolicyNet {
         if config.torso != Torso::Mlp {
             // A shape the torso cannot take is the config's error, not the
             // weights'.
-            image_shape(config.torso, &obs, MINATAR_KERNEL)?;
+            image_shape(config.torso, &obs, config.torso.min_side())?;
         }
         let tensors = candle_core::safetensors::load_buffer(bytes, device)
             .map_err(|e| PolicyError::Weights(format!("not valid safetensors: {e}")))?;
@@ -514,6 +545,16 @@ impl PolicyNet {
                     channels,
                 };
                 (layers, MINATAR_HIDDEN)
+            }
+            Torso::Nature => {
+                let image = image_shape(config.torso, &obs, config.torso.min_side())?;
+                let (torso, out) = atari_torsos::NatureTorso::build(vb.clone(), image)?;
+                (TorsoLayers::Nature(torso), out)
+            }
+            Torso::Impala => {
+                let image = image_shape(config.torso, &obs, config.torso.min_side())?;
+                let (torso, out) = atari_torsos::ImpalaTorso::build(vb.clone(), image)?;
+                (TorsoLayers::Impala(torso), out)
             }
         };
         let n_out = match action {
@@ -583,6 +624,8 @@ impl PolicyNet {
                 let x = conv.forward_relu_flat(&x)?;
                 fc.forward(&x)?.relu()?
             }
+            TorsoLayers::Nature(torso) => torso.forward(obs)?,
+            TorsoLayers::Impala(torso) => torso.forward(obs)?,
         };
         let head = self.policy_head.forward(&h)?;
         let value = self.value_head.forward(&h)?.squeeze(D::Minus1)?;
