@@ -76,6 +76,7 @@ fn batch_of(t: usize, b: usize, obs_dim: usize, actions: u32, values: Values) ->
         truncated: Tensor::zeros((t, b), candle_core::DType::F32, &dev).unwrap(),
         final_observations: None,
         importance_weights: None,
+        initial_state: None,
     }
 }
 

@@ -135,7 +135,7 @@ impl Config {
 
     /// The configured env's unroll layout.
     pub fn unroll_layout(&self) -> Result<cml_proto::UnrollLayout, cml_run::RunError> {
-        cml_run::plumbing::unroll_layout(&self.env.id, &self.env.params, self.actor.unroll_length)
+        cml_run::plumbing::unroll_layout(&self.env.id, &self.env.params, self.actor.unroll_length, &self.model)
     }
 
     /// The shape of one observation of the configured env.

@@ -39,7 +39,7 @@ fn actor_priorities_equal_the_learners_first_priorities() {
         priority_eta: dqn.priority_eta,
     };
     let venv = cml_envs::make_vec_with_time_limit("CartPole-v1", &cml_envs::Params::new(), k, Some(12)).unwrap();
-    let mut worker = Worker::new(0, venv, t, 0, 12, Some(&acting)).unwrap();
+    let mut worker = Worker::new(0, venv, t, 0, 12, &net, Some(&acting)).unwrap();
     let layout = worker.layout().clone();
     let policy = policy_from_weights(
         &learner.weights().unwrap(),

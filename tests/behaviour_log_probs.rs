@@ -12,7 +12,7 @@ use candle_core::Device;
 use cml_actors::{policy_from_weights, Worker};
 use cml_envs::{Action, Env, EnvError, Space, Step, VecEnv};
 use cml_learner::{ImpalaLearner, LearnerConfig, SampledUnrolls, UnrollBatch};
-use cml_policy::{ActionKind, NetConfig, Torso};
+use cml_policy::{ActionKind, Core, NetConfig, PolicyParams, Torso, UnrollInputs};
 
 /// A toy pixel env: `[36, 36, 3]` u8 frames of a moving, action-shifted
 /// pattern; episodes of 4 to 9 steps.
@@ -77,10 +77,16 @@ impl Env for Pixels {
 }
 
 fn check(torso: Torso) {
+    check_with(torso, Core::None);
+}
+
+fn check_with(torso: Torso, core: Core) {
     let (k, t) = (8usize, 12u32);
     let net = NetConfig {
         torso,
         hidden: vec![64],
+        core,
+        core_size: 32,
         ..NetConfig::default()
     };
     let pixels = matches!(torso, Torso::Nature | Torso::Impala);
@@ -89,7 +95,7 @@ fn check(torso: Torso) {
     } else {
         cml_envs::make_vec("MinAtar/Breakout-v1", &cml_envs::Params::new(), k).unwrap()
     };
-    let mut worker = Worker::new(0, venv, t, 0, 21, None).unwrap();
+    let mut worker = Worker::new(0, venv, t, 0, 21, &net, None).unwrap();
     let d: usize = worker.observation_shape().iter().product();
     assert_eq!(worker.layout().observation_dtype, cml_proto::DType::U8);
     let config = LearnerConfig {
@@ -126,24 +132,43 @@ fn check(torso: Torso) {
     };
     let batch = UnrollBatch::from_sampled(&sampled, &Device::Cpu).unwrap();
     let t = t as usize;
-    let obs = batch.observations.narrow(0, 0, t).unwrap().reshape((t * k, d)).unwrap();
-    let actions = batch.actions.reshape(t * k).unwrap();
-    let learner_log_probs: Vec<f32> = learner
+    assert_eq!(batch.observations.dims(), &[t + 1, k, d]);
+    if core == Core::Lstm {
+        // The second chunk's unrolls start mid-episode: from carried states.
+        let state = batch.initial_state.as_ref().expect("initial states").abs().unwrap();
+        assert!(
+            state.sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.1,
+            "{torso:?}: zero initial states"
+        );
+        assert_eq!(layout.recurrent_state_size, 2 * 32 + 3 + 1);
+    }
+    // The learner's own pass over the unrolls (for a recurrent core: stepped
+    // from each unroll's initial state, reset where episodes ended).
+    let dones = (&batch.terminated + &batch.truncated).unwrap();
+    let (out, _) = learner
         .net()
-        .forward(&obs)
-        .unwrap()
-        .policy
-        .log_prob(&actions)
-        .unwrap()
-        .to_vec1()
+        .forward_unroll(&UnrollInputs {
+            observations: &batch.observations,
+            actions: &batch.actions,
+            rewards: &batch.rewards,
+            dones: &dones,
+            initial_state: batch.initial_state.as_ref(),
+            final_observations: None,
+        })
         .unwrap();
+    let PolicyParams::Logits(logits) = &out.policy else {
+        panic!("categorical")
+    };
+    let first_t = PolicyParams::Logits(logits.narrow(0, 0, t * k).unwrap());
+    let actions = batch.actions.reshape(t * k).unwrap();
+    let learner_log_probs: Vec<f32> = first_t.log_prob(&actions).unwrap().to_vec1().unwrap();
     let actor_log_probs: Vec<f32> = batch.behaviour_log_probs.reshape(t * k).unwrap().to_vec1().unwrap();
     assert_eq!(learner_log_probs.len(), actor_log_probs.len());
     let mut spread = Vec::new();
     for (i, (l, a)) in learner_log_probs.iter().zip(&actor_log_probs).enumerate() {
         assert!(
             (l - a).abs() <= 1e-5,
-            "{torso:?}: step {} of unroll {}: learner {l}, actor {a}",
+            "{torso:?} {core:?}: step {} of unroll {}: learner {l}, actor {a}",
             i / k,
             i % k
         );
@@ -162,6 +187,16 @@ fn the_learner_recomputes_the_actors_log_probs_mlp() {
 #[test]
 fn the_learner_recomputes_the_actors_log_probs_minatar_cnn() {
     check(Torso::Minatar);
+}
+
+/// The LSTM core: the learner replays it from each unroll's initial state
+/// (the state the actor carried over from its previous unroll), feeding the
+/// previous action and reward and resetting at the episode ends inside the
+/// unroll, and gets the actor's log-probs.
+#[test]
+fn the_learner_recomputes_the_actors_log_probs_lstm() {
+    check_with(Torso::Mlp, Core::Lstm);
+    check_with(Torso::Minatar, Core::Lstm);
 }
 
 #[test]

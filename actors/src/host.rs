@@ -124,7 +124,12 @@ impl ActorHost {
     pub fn layout(config: &HostConfig) -> Result<UnrollLayout, ActorError> {
         let env = cml_envs::make(&config.env_id, &config.env_params).map_err(|e| ActorError::Env(e.to_string()))?;
         use cml_envs::Env;
-        layout_for(env.observation_space(), env.action_space(), config.unroll_length)
+        layout_for(
+            env.observation_space(),
+            env.action_space(),
+            config.unroll_length,
+            &config.net,
+        )
     }
 
     /// Runs until `stop` is set (or `max_unrolls` are delivered); returns
@@ -149,8 +154,16 @@ impl ActorHost {
             )
             .map_err(|e| ActorError::Env(e.to_string()))?;
             workers.push(
-                Worker::new(w, venv, config.unroll_length, first, config.seed, config.apex.as_ref())?
-                    .named(&config.env_id),
+                Worker::new(
+                    w,
+                    venv,
+                    config.unroll_length,
+                    first,
+                    config.seed,
+                    &config.net,
+                    config.apex.as_ref(),
+                )?
+                .named(&config.env_id),
             );
         }
         let layout = workers[0].layout().clone();

@@ -48,8 +48,17 @@ pub fn play_episodes(
     for episode in 0..episodes {
         env.reset(Some(seed.wrapping_add(episode as u64)), &mut obs)?;
         let mut done = Episode { score: 0.0, length: 0 };
+        // A recurrent policy starts every episode from the zero state.
+        let mut state = net.core().map(|core| core.zero_state(1, &Device::Cpu)).transpose()?;
         loop {
-            let out = net.forward(&Tensor::from_slice(&obs, (1, obs_dim), &Device::Cpu)?)?;
+            let input = Tensor::from_slice(&obs, (1, obs_dim), &Device::Cpu)?;
+            let (out, hc) = match &state {
+                Some(s) => {
+                    let (out, hc) = net.forward_step(&input, s)?;
+                    (out, Some(hc))
+                }
+                None => (net.forward(&input)?, None),
+            };
             let action = match out.policy {
                 PolicyParams::Logits(logits) => {
                     let logits = logits.flatten_all()?.to_vec1::<f32>()?;
@@ -73,7 +82,20 @@ pub fn play_episodes(
                     Action::Continuous(&continuous)
                 }
             };
+            if let (Some(core), Some(hc)) = (net.core(), &hc) {
+                let (action, device) = (action_tensor(action)?, &Device::Cpu);
+                // Not reset here: the episode ends at a done step anyway.
+                let zero = Tensor::zeros(1, candle_core::DType::F32, device)?;
+                // The reward is only known after the step: carry it below.
+                state = Some(core.next_state(hc, &action, &zero, &zero)?);
+            }
             let step = env.step(action, &mut obs)?;
+            if let Some(s) = &state {
+                // The previous reward is the state's last value.
+                let n = s.dim(1)?;
+                let reward = Tensor::full(step.reward as f32, (1, 1), &Device::Cpu)?;
+                state = Some(Tensor::cat(&[&s.narrow(1, 0, n - 1)?, &reward], 1)?);
+            }
             done.score += step.reward;
             done.length += 1;
             if step.terminated || step.truncated {
@@ -83,6 +105,14 @@ pub fn play_episodes(
         played.push(done);
     }
     Ok(played)
+}
+
+/// The action as `next_state` takes it: `[1]` u32, or `[1, A]` f32.
+fn action_tensor(action: Action<'_>) -> Result<Tensor, PlayError> {
+    Ok(match action {
+        Action::Discrete(a) => Tensor::from_vec(vec![a as u32], 1, &Device::Cpu)?,
+        Action::Continuous(v) => Tensor::from_slice(v, (1, v.len()), &Device::Cpu)?,
+    })
 }
 
 #[cfg(test)]

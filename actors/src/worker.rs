@@ -11,10 +11,12 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use cml_envs::{BoxDtype, Space, VecActions, VectorEnv};
+use cml_policy::lstm_core::LstmCore;
 use cml_policy::q_values::dueling_q;
-use cml_policy::{PolicyNet, PolicyParams};
+use cml_policy::{ActionKind, Core, NetConfig, PolicyNet, PolicyParams};
 use cml_proto::unroll::{
-    ACTIONS, BEHAVIOUR_LOG_PROBS, FINAL_OBSERVATIONS, OBSERVATIONS, REWARDS, TERMINATED, TRUNCATED,
+    ACTIONS, BEHAVIOUR_LOG_PROBS, FINAL_OBSERVATIONS, INITIAL_RECURRENT_STATE, OBSERVATIONS, REWARDS, TERMINATED,
+    TRUNCATED,
 };
 use cml_proto::{ActionLayout, DType, Episode, UnrollLayout};
 use rand::rngs::SmallRng;
@@ -58,9 +60,15 @@ pub struct WorkerTimings {
     pub ticks: u64,
 }
 
-/// The layout of unrolls of length `unroll_length` for these spaces: the
-/// observation `Box`'s shape and dtype, no recurrent state.
-pub fn layout_for(observation: &Space, action: &Space, unroll_length: u32) -> Result<UnrollLayout, ActorError> {
+/// The layout of unrolls of length `unroll_length` for these spaces and
+/// this network: the observation `Box`'s shape and dtype, and the recurrent
+/// state size of `net`'s core (0 without one).
+pub fn layout_for(
+    observation: &Space,
+    action: &Space,
+    unroll_length: u32,
+    net: &NetConfig,
+) -> Result<UnrollLayout, ActorError> {
     let (observation_shape, observation_dtype) = match observation {
         Space::Box { shape, dtype, .. } => {
             let shape = shape
@@ -87,12 +95,22 @@ pub fn layout_for(observation: &Space, action: &Space, unroll_length: u32) -> Re
             dim: shape.iter().product::<usize>() as u32,
         },
     };
+    let recurrent_state_size = match (net.core, action) {
+        (Core::None, _) => 0,
+        (Core::Lstm, ActionLayout::Discrete { n }) => {
+            LstmCore::state_size_for(net.core_size, ActionKind::Categorical(n as usize))
+        }
+        (Core::Lstm, ActionLayout::Continuous { dim }) => {
+            LstmCore::state_size_for(net.core_size, ActionKind::Gaussian(dim as usize))
+        }
+    };
     let layout = UnrollLayout {
         unroll_length,
         observation_shape,
         observation_dtype,
         action,
-        recurrent_state_size: 0,
+        recurrent_state_size: u32::try_from(recurrent_state_size)
+            .map_err(|_| ActorError::Config(format!("recurrent state of {recurrent_state_size} values")))?,
     };
     layout.validate().map_err(ActorError::Config)?;
     Ok(layout)
@@ -142,6 +160,9 @@ pub struct Worker {
     /// Ape-X: ε-greedy on Q-values, and first priorities; None: sample
     /// from the policy (IMPALA).
     greedy: Option<EpsilonGreedyActors>,
+    /// Recurrent policies: each actor's state (`[K, S]`, row-major), zeros
+    /// at the start of an episode; empty without a core.
+    states: Vec<f32>,
     timings: WorkerTimings,
 }
 
@@ -157,10 +178,17 @@ impl Worker {
         unroll_length: u32,
         first_actor: u64,
         seed: u64,
+        net: &NetConfig,
         acting: Option<&ApexActing>,
     ) -> Result<Worker, ActorError> {
-        let layout = layout_for(venv.observation_space(), venv.action_space(), unroll_length)?;
+        let layout = layout_for(venv.observation_space(), venv.action_space(), unroll_length, net)?;
+        if acting.is_some() && layout.recurrent_state_size > 0 {
+            return Err(ActorError::Config(
+                "Ape-X actors take feed-forward networks only (model.core = \"none\")".into(),
+            ));
+        }
         let num_actors = venv.num_envs();
+        let state_size = layout.recurrent_state_size as usize;
         venv.reset(Some(seed.wrapping_add(first_actor)))
             .map_err(|e| ActorError::Env(e.to_string()))?;
         let action_dim = match layout.action {
@@ -203,6 +231,7 @@ impl Worker {
             continuous_actions: vec![0.0; num_actors * action_dim],
             log_probs: vec![0.0; num_actors],
             greedy,
+            states: vec![0.0; num_actors * state_size],
             timings: WorkerTimings::default(),
         })
     }
@@ -267,6 +296,11 @@ impl Worker {
         if let Some(greedy) = &mut self.greedy {
             greedy.begin();
         }
+        let s = self.layout.recurrent_state_size as usize;
+        if s > 0 {
+            // The state each unroll starts from.
+            put_f32s(&mut chunk.frames[INITIAL_RECURRENT_STATE], &self.states);
+        }
         for t in 0..t_len {
             let started = Instant::now();
             // x_t of every actor, also the network's input.
@@ -281,7 +315,13 @@ impl Worker {
                 .map_err(|bad| self.wrong_value(a, bad))?;
             }
             let input = Tensor::from_slice(obs, (k, d), &Device::Cpu)?;
-            let out = policy.net.forward(&input)?;
+            let (out, hc) = if s > 0 {
+                let state = Tensor::from_slice(&self.states, (k, s), &Device::Cpu)?;
+                let (out, hc) = policy.net.forward_step(&input, &state)?;
+                (out, Some(hc))
+            } else {
+                (policy.net.forward(&input)?, None)
+            };
             let inferred = Instant::now();
             self.timings.inference_ns += (inferred - started).as_nanos() as u64;
             match (&out.policy, &mut self.greedy) {
@@ -329,6 +369,9 @@ impl Worker {
             self.venv.step(actions).map_err(|e| ActorError::Env(e.to_string()))?;
             let stepped = Instant::now();
             self.timings.env_ns += (stepped - sampled).as_nanos() as u64;
+            if let (Some(hc), Some(core)) = (&hc, policy.net.core()) {
+                self.carry_states(core, hc)?;
+            }
             let (rewards, terminated, truncated) = (self.venv.rewards(), self.venv.terminated(), self.venv.truncated());
             for a in 0..k {
                 let i = a * t_len + t;
@@ -403,6 +446,35 @@ impl Worker {
             greedy.priorities(&final_q, &mut chunk.priorities)?;
             self.timings.inference_ns += started.elapsed().as_nanos() as u64;
         }
+        Ok(())
+    }
+
+    /// Recurrent policies: each actor's next state from this tick's
+    /// `[h, c]`, action and reward, zeros where the episode ended (the
+    /// policy's own `next_state`, which the learner replays).
+    fn carry_states(&mut self, core: &LstmCore, hc: &Tensor) -> Result<(), ActorError> {
+        let k = self.num_actors;
+        let device = &Device::Cpu;
+        let actions = match self.layout.action {
+            ActionLayout::Discrete { .. } => {
+                let a: Vec<u32> = self.discrete_actions.iter().map(|&a| a as u32).collect();
+                Tensor::from_vec(a, k, device)?
+            }
+            ActionLayout::Continuous { dim } => {
+                Tensor::from_slice(&self.continuous_actions, (k, dim as usize), device)?
+            }
+        };
+        let rewards: Vec<f32> = self.venv.rewards().iter().map(|&r| r as f32).collect();
+        let done: Vec<f32> = (0..k)
+            .map(|a| f32::from(u8::from(self.venv.terminated()[a] || self.venv.truncated()[a])))
+            .collect();
+        let next = core.next_state(
+            hc,
+            &actions,
+            &Tensor::from_vec(rewards, k, device)?,
+            &Tensor::from_vec(done, k, device)?,
+        )?;
+        self.states = next.flatten_all()?.to_vec1::<f32>()?;
         Ok(())
     }
 

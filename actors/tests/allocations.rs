@@ -45,7 +45,7 @@ fn allocations_per_unroll(actors: usize) -> u64 {
     .unwrap();
     let bytes = PolicyNet::to_safetensors(&varmap).unwrap();
     let venv = cml_envs::make_vec("CartPole-v1", &cml_envs::Params::new(), actors).unwrap();
-    let mut worker = Worker::new(0, venv, 20, 0, 3, None).unwrap();
+    let mut worker = Worker::new(0, venv, 20, 0, 3, &NetConfig::default(), None).unwrap();
     let policy = policy_from_weights(
         &bytes,
         1,

@@ -22,7 +22,7 @@ fn weights() -> Vec<u8> {
 
 fn run(seed: u64, env: &str, unrolls: usize) -> Vec<UnrollChunk> {
     let venv = cml_envs::make_vec(env, &cml_envs::Params::new(), 64).unwrap();
-    let mut worker = Worker::new(0, venv, 20, 0, seed, None).unwrap();
+    let mut worker = Worker::new(0, venv, 20, 0, seed, &NetConfig::default(), None).unwrap();
     let net = match env {
         "Pendulum-v1" => {
             let varmap = VarMap::new();

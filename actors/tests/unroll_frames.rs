@@ -17,7 +17,9 @@ const T: usize = 5;
 fn check(id: &str, time_limit: u64, chunks: usize) -> usize {
     let venv = cml_envs::make_vec_with_time_limit(id, &Params::new(), K, Some(time_limit)).unwrap();
     let seed = 40;
-    let mut worker = Worker::new(0, venv, T as u32, 0, seed, None).unwrap().named(id);
+    let mut worker = Worker::new(0, venv, T as u32, 0, seed, &NetConfig::default(), None)
+        .unwrap()
+        .named(id);
     let layout = worker.layout().clone();
     let shape = worker.observation_shape().to_vec();
     let varmap = VarMap::new();
@@ -105,7 +107,7 @@ fn cartpole_frames_are_f32_with_sparse_finals() {
 #[test]
 fn minatar_frames_are_u8_planes() {
     let venv = cml_envs::make_vec("MinAtar/Breakout-v1", &Params::new(), 2).unwrap();
-    let worker = Worker::new(0, venv, 4, 0, 1, None).unwrap();
+    let worker = Worker::new(0, venv, 4, 0, 1, &NetConfig::default(), None).unwrap();
     assert_eq!(worker.layout().observation_dtype, DType::U8);
     assert_eq!(worker.layout().observation_shape, vec![10, 10, 4]);
     assert_eq!(worker.layout().item_bytes(), 5 * 400 + 4 * 4 * 3 + 4 * 2);
@@ -151,7 +153,9 @@ fn a_value_its_dtype_cannot_hold_is_an_error_naming_the_env() {
         steps: 0,
     };
     let venv = Box::new(cml_envs::VecEnv::new(vec![env]).unwrap());
-    let mut worker = Worker::new(0, venv, 4, 0, 1, None).unwrap().named("HalfByte-v0");
+    let mut worker = Worker::new(0, venv, 4, 0, 1, &NetConfig::default(), None)
+        .unwrap()
+        .named("HalfByte-v0");
     let varmap = VarMap::new();
     PolicyNet::init(
         &varmap,

@@ -138,6 +138,13 @@ impl ApexDqnLearner {
                 "apex_dqn needs a discrete action space (this env's actions are continuous)".into(),
             ));
         };
+        if net.core != cml_policy::Core::None {
+            return Err(LearnerError::Batch(
+                "apex_dqn takes feed-forward networks only: model.core = \"lstm\" is for impala (R2D2-style \
+                 recurrent replay is not implemented)"
+                    .into(),
+            ));
+        }
         config
             .dqn
             .validate()

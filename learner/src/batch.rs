@@ -31,6 +31,9 @@ pub struct UnrollBatch {
     /// w_b: one importance-sampling weight per unroll, `[B]` f32 (see
     /// `crate::loss::impala_loss` for how they weigh the loss); `None`: all 1.
     pub importance_weights: Option<Tensor>,
+    /// Each unroll's recurrent state before x_0, `[B, S]` f32 (recurrent
+    /// policies; the wire's `initial_recurrent_state`).
+    pub initial_state: Option<Tensor>,
 }
 
 impl UnrollBatch {
@@ -95,6 +98,14 @@ impl UnrollBatch {
                 return Err(LearnerError::Batch(format!(
                     "importance_weights have shape {:?}, expected [{bsz}]",
                     w.dims()
+                )));
+            }
+        }
+        if let Some(s) = &b.initial_state {
+            if s.rank() != 2 || s.dim(0)? != bsz {
+                return Err(LearnerError::Batch(format!(
+                    "initial_state has shape {:?}, expected [{bsz}, S]",
+                    s.dims()
                 )));
             }
         }
@@ -213,6 +224,17 @@ impl UnrollBatch {
             truncated: time_major(truncated_flags, t, 1)?,
             final_observations,
             importance_weights: None,
+            initial_state: match layout.recurrent_state_size {
+                0 => None,
+                s => Some(
+                    Tensor::from_vec(
+                        f32s(&frames[cml_proto::unroll::INITIAL_RECURRENT_STATE]).collect::<Vec<f32>>(),
+                        (count, s as usize),
+                        &Device::Cpu,
+                    )?
+                    .to_device(device)?,
+                ),
+            },
         })
     }
 }

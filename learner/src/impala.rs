@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
-use cml_policy::{ActionKind, NetConfig, ObservationShape, PolicyNet, PolicyParams};
+use cml_policy::{ActionKind, NetConfig, ObservationShape, PolicyNet, PolicyParams, UnrollInputs};
 
 use crate::algorithm::{
     frames_trained, frames_trained_entry, Algorithm, SampledUnrolls, ScalarSpec, StepOutcome, GRAD_NORM,
@@ -127,13 +127,48 @@ impl ImpalaLearner {
         let terminated = to_dev(&batch.terminated)?;
         let truncated = to_dev(&batch.truncated)?;
         let behaviour = to_dev(&batch.behaviour_log_probs)?;
-        let d = self.net().obs_dim();
         let importance_weights = batch.importance_weights.as_ref().map(to_dev).transpose()?;
 
         let lr = self.trainable.decay_learning_rate(env_frames, self.config.total_frames);
 
-        // One forward pass over x_0 … x_T.
-        let out = self.net().forward(&obs.reshape(((t + 1) * b, d))?)?;
+        let actions = match self.net().action_kind() {
+            ActionKind::Categorical(_) => batch.actions.to_device(&self.device)?.to_dtype(DType::U32)?,
+            ActionKind::Gaussian(_) => to_dev(&batch.actions)?,
+        };
+        let any_truncated = truncated.sum_all()?.to_scalar::<f32>()? > 0.0;
+        let final_observations = match (&batch.final_observations, any_truncated) {
+            (Some(f), true) => Some(to_dev(f)?),
+            (None, true) => {
+                return Err(LearnerError::Batch(
+                    "steps are truncated but final_observations are missing (needed to bootstrap)".into(),
+                ))
+            }
+            _ => None,
+        };
+        let state_size = self.net().recurrent_state_size();
+        let initial_state = match (&batch.initial_state, state_size) {
+            (_, 0) => None,
+            (Some(s), n) if s.dim(1)? == n => Some(to_dev(s)?),
+            (s, n) => {
+                return Err(LearnerError::Batch(format!(
+                    "the recurrent policy needs initial_state [{b}, {n}]; the batch has {:?}",
+                    s.as_ref().map(Tensor::dims)
+                )))
+            }
+        };
+        let dones = (&terminated + &truncated)?.minimum(1f32)?;
+        // x_0 … x_T through the network as the actors ran it (one batched
+        // pass, or the recurrent core stepped from each unroll's state), and
+        // V of the truncations' final observations.
+        let (out, final_values) = self.net().forward_unroll(&UnrollInputs {
+            observations: &obs,
+            actions: &actions,
+            rewards: &rewards,
+            dones: &dones,
+            initial_state: initial_state.as_ref(),
+            final_observations: final_observations.as_ref(),
+        })?;
+        let final_values = final_values.map(|v| v.detach());
         let all_values = out.value.reshape((t + 1, b))?;
         let values = all_values.narrow(0, 0, t)?;
         let bootstrap_value = all_values.get(t)?.detach();
@@ -146,32 +181,12 @@ impl ImpalaLearner {
             },
         };
         let actions = match self.net().action_kind() {
-            ActionKind::Categorical(_) => batch
-                .actions
-                .to_device(&self.device)?
-                .to_dtype(DType::U32)?
-                .reshape(t * b)?,
-            ActionKind::Gaussian(a) => to_dev(&batch.actions)?.reshape((t * b, a))?,
+            ActionKind::Categorical(_) => actions.reshape(t * b)?,
+            ActionKind::Gaussian(a) => actions.reshape((t * b, a))?,
         };
         let target_log_probs = policy.log_prob(&actions)?.reshape((t, b))?;
         let entropy = policy.entropy()?.reshape((t, b))?;
 
-        let any_truncated = truncated.sum_all()?.to_scalar::<f32>()? > 0.0;
-        let final_values = match (&batch.final_observations, any_truncated) {
-            (Some(f), true) => Some(
-                self.net()
-                    .forward(&to_dev(f)?.reshape((t * b, d))?)?
-                    .value
-                    .reshape((t, b))?
-                    .detach(),
-            ),
-            (None, true) => {
-                return Err(LearnerError::Batch(
-                    "steps are truncated but final_observations are missing (needed to bootstrap)".into(),
-                ))
-            }
-            _ => None,
-        };
         let rewards = if self.config.loss.reward_scale == 1.0 {
             rewards
         } else {

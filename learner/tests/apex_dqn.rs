@@ -54,6 +54,7 @@ fn hand_batch() -> UnrollBatch {
         truncated: Tensor::from_vec(vec![0.0f32, 0.0, 1.0, 0.0], (4, 1), &dev).unwrap(),
         final_observations: Some(Tensor::from_vec(finals, (4, 1, 3), &dev).unwrap()),
         importance_weights: None,
+        initial_state: None,
     }
 }
 

@@ -72,6 +72,7 @@ fn learner_finds_the_better_arm() {
             truncated: Tensor::zeros((T, B), candle_core::DType::F32, &Device::Cpu).unwrap(),
             final_observations: None,
             importance_weights: None,
+            initial_state: None,
         };
         let report = learner.step(&batch).unwrap();
         assert_eq!(report.priorities.len(), B);

@@ -32,5 +32,6 @@ pub fn synthetic_batch(seed: u64, t: usize, b: usize, obs_dim: usize, actions: u
         truncated: Tensor::from_vec(truncated, (t, b), &dev).unwrap(),
         final_observations: Some(Tensor::from_vec(final_obs, (t, b, obs_dim), &dev).unwrap()),
         importance_weights: None,
+        initial_state: None,
     }
 }

@@ -54,6 +54,7 @@ fn continuous_step_trains_the_gaussian_head() {
         truncated: Tensor::zeros((t, b), DType::F32, &dev).unwrap(),
         final_observations: None,
         importance_weights: None,
+        initial_state: None,
     };
     let before = params(&l);
     let r = l.step(&batch).unwrap();
@@ -171,4 +172,50 @@ fn train_conv_torso(torso: cml_policy::Torso, shape: Vec<usize>, first_conv: &st
         .err()
         .unwrap();
     assert!(e.to_string().contains("model.torso"), "{e}");
+}
+
+/// IMPALA trains an LSTM core (steps from each unroll's initial state,
+/// truncations bootstrapped through the core): the core's weights move,
+/// everything stays finite; a batch without initial states, or with states
+/// of the wrong size, is refused and changes nothing; Ape-X refuses a core.
+#[test]
+fn impala_trains_an_lstm_core_and_refuses_batches_without_its_state() {
+    let net = NetConfig {
+        core: cml_policy::Core::Lstm,
+        core_size: 16,
+        ..NetConfig::default()
+    };
+    let mut l = ImpalaLearner::new(4, ActionKind::Categorical(2), &net, LearnerConfig::default()).unwrap();
+    let s = 2 * 16 + 2 + 1;
+    assert_eq!(l.net().recurrent_state_size(), s);
+    let mut batch = synthetic_batch(3, 10, 6, 4, 2);
+    assert!(batch.truncated.sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
+    let before = params(&l);
+    let e = l.step(&batch).unwrap_err();
+    assert!(e.to_string().contains("initial_state"), "{e}");
+    batch.initial_state = Some(Tensor::zeros((6, s - 1), DType::F32, &Device::Cpu).unwrap());
+    let e = l.step(&batch).unwrap_err();
+    assert!(e.to_string().contains(&format!("[6, {s}]")), "{e}");
+    assert_eq!(params(&l), before);
+
+    batch.initial_state = Some(Tensor::rand(-0.5f32, 0.5, (6, s), &Device::Cpu).unwrap());
+    let core_weights = |l: &ImpalaLearner| -> Vec<f32> {
+        let (_, t) = l
+            .parameters()
+            .into_iter()
+            .find(|(n, _)| n == "core.weight_hh_l0")
+            .expect("the LSTM's weights are parameters");
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    };
+    let core_before = core_weights(&l);
+    for _ in 0..3 {
+        let r = l.step(&batch).unwrap();
+        assert!(r.total_loss.is_finite() && r.grad_norm.is_finite() && r.grad_norm > 0.0);
+    }
+    assert_ne!(core_weights(&l), core_before);
+
+    let e = cml_learner::ApexDqnLearner::new(4, ActionKind::Categorical(2), &net, LearnerConfig::default())
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("model.core"), "{e}");
 }

@@ -14,6 +14,7 @@
 //! flat rows itself where its torso needs it.
 
 pub mod atari_torsos;
+pub mod lstm_core;
 pub mod max_pool;
 pub mod q_values;
 
@@ -92,6 +93,18 @@ impl Torso {
     }
 }
 
+/// What follows the torso (`[model] core`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Core {
+    /// The heads read the torso's features (a feed-forward policy).
+    #[default]
+    None,
+    /// An LSTM of `core_size` units over the features, the previous action
+    /// and the previous reward ([`lstm_core::LstmCore`]).
+    Lstm,
+}
+
 /// Filters and width of the MinAtar torso.
 const MINATAR_FILTERS: usize = 16;
 const MINATAR_KERNEL: usize = 3;
@@ -145,6 +158,12 @@ pub struct NetConfig {
     pub hidden: Vec<usize>,
     #[serde(default)]
     pub activation: Activation,
+    /// `"none"` (default) or `"lstm"`.
+    #[serde(default)]
+    pub core: Core,
+    /// Units of the LSTM core.
+    #[serde(default = "default_core_size")]
+    pub core_size: usize,
     /// Initial log standard deviation of the Gaussian head (Box actions).
     #[serde(default)]
     pub initial_log_std: f32,
@@ -155,6 +174,9 @@ impl NetConfig {
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.hidden.contains(&0) {
             return Err("hidden: layer sizes must be at least 1".to_string());
+        }
+        if self.core_size == 0 || self.core_size > 65536 {
+            return Err("core_size: must be in 1..=65536".to_string());
         }
         if !(self.initial_log_std.is_finite() && self.initial_log_std.abs() <= 20.0) {
             return Err("initial_log_std: must be a number in [-20, 20]".to_string());
@@ -167,12 +189,18 @@ fn default_hidden() -> Vec<usize> {
     vec![64, 64]
 }
 
+fn default_core_size() -> usize {
+    128
+}
+
 impl Default for NetConfig {
     fn default() -> Self {
         NetConfig {
             torso: Torso::Mlp,
             hidden: default_hidden(),
             activation: Activation::Relu,
+            core: Core::None,
+            core_size: default_core_size(),
             initial_log_std: 0.0,
         }
     }
@@ -336,10 +364,28 @@ impl ConvLayer {
     }
 }
 
-/// A torso (MLP or MinAtar CNN), an action head (categorical or Gaussian)
-/// and a value head.
+/// B unrolls of T steps, time-major, for [`PolicyNet::forward_unroll`].
+pub struct UnrollInputs<'a> {
+    /// x_0 … x_T, `[T+1, B, obs_dim]` f32.
+    pub observations: &'a Tensor,
+    /// a_t: `[T, B]` integers, or `[T, B, A]` values.
+    pub actions: &'a Tensor,
+    /// r_t as the env gave it (before any scaling), `[T, B]` f32.
+    pub rewards: &'a Tensor,
+    /// 1 where step t ended an episode (terminated or truncated), `[T, B]`.
+    pub dones: &'a Tensor,
+    /// Each unroll's state before x_0, `[B, S]` (recurrent networks).
+    pub initial_state: Option<&'a Tensor>,
+    /// The true final observation of step t where it was truncated, `[T, B,
+    /// obs_dim]` (any values elsewhere).
+    pub final_observations: Option<&'a Tensor>,
+}
+
+/// A torso (MLP or a CNN), an optional recurrent core, an action head
+/// (categorical or Gaussian) and a value head.
 pub struct PolicyNet {
     torso: TorsoLayers,
+    core: Option<lstm_core::LstmCore>,
     policy_head: Linear,
     value_head: Linear,
     log_std: Option<Tensor>,
@@ -476,6 +522,13 @@ impl PolicyNet {
         if n_out == 0 {
             return Err(PolicyError::Config("action space is empty".into()));
         }
+        let fan_in = match config.core {
+            Core::None => fan_in,
+            Core::Lstm => {
+                lstm_core::LstmCore::init(varmap, fan_in, config.core_size, action, &mut rng, device)?;
+                config.core_size
+            }
+        };
         init_linear(varmap, "policy", fan_in, n_out, &mut rng, device)?;
         init_linear(varmap, "value", fan_in, 1, &mut rng, device)?;
         if let ActionKind::Gaussian(dim) = action {
@@ -560,6 +613,18 @@ impl PolicyNet {
         let n_out = match action {
             ActionKind::Categorical(n) | ActionKind::Gaussian(n) => n,
         };
+        let (core, fan_in) = match config.core {
+            Core::None => (None, fan_in),
+            Core::Lstm => (
+                Some(lstm_core::LstmCore::build(
+                    vb.clone(),
+                    fan_in,
+                    config.core_size,
+                    action,
+                )?),
+                config.core_size,
+            ),
+        };
         let policy_head = candle_nn::linear(fan_in, n_out, vb.pp("policy"))?;
         let value_head = candle_nn::linear(fan_in, 1, vb.pp("value"))?;
         let log_std = match action {
@@ -568,6 +633,7 @@ impl PolicyNet {
         };
         Ok(PolicyNet {
             torso,
+            core,
             policy_head,
             value_head,
             log_std,
@@ -591,8 +657,119 @@ impl PolicyNet {
         self.action
     }
 
-    /// The policy and value for `obs` (`[N, obs_dim]`).
+    /// S, the values of one actor's recurrent state (0: no core).
+    pub fn recurrent_state_size(&self) -> usize {
+        self.core.as_ref().map_or(0, lstm_core::LstmCore::state_size)
+    }
+
+    /// The recurrent core, if the network has one.
+    pub fn core(&self) -> Option<&lstm_core::LstmCore> {
+        self.core.as_ref()
+    }
+
+    /// The policy and value for `obs` (`[N, obs_dim]`) of a feed-forward
+    /// network (a recurrent one needs [`PolicyNet::forward_step`]).
     pub fn forward(&self, obs: &Tensor) -> Result<PolicyOutput> {
+        if self.core.is_some() {
+            return Err(PolicyError::Config(
+                "this network has a recurrent core: it needs the state (forward_step)".into(),
+            ));
+        }
+        let h = self.features(obs)?;
+        self.heads(&h)
+    }
+
+    /// One step of a recurrent network: the policy and value for `obs`
+    /// (`[N, obs_dim]`) from `state` (`[N, S]`), and the new `[h, c]`
+    /// (`[N, 2H]`; [`lstm_core::LstmCore::next_state`] makes the next
+    /// state of it).
+    pub fn forward_step(&self, obs: &Tensor, state: &Tensor) -> Result<(PolicyOutput, Tensor)> {
+        let core = self
+            .core
+            .as_ref()
+            .ok_or_else(|| PolicyError::Config("forward_step: this network has no recurrent core".into()))?;
+        let features = self.features(obs)?;
+        let (h, hc) = core.step(&features, state)?;
+        Ok((self.heads(&h)?, hc))
+    }
+
+    /// The network over B unrolls of T steps, as the actors ran it:
+    /// outputs for x_0 … x_T (`(T+1)·B` rows, time-major), and V of each
+    /// step's final observation where one is given (`[T, B]`, zeros where
+    /// no step at that t was truncated). A feed-forward network is one
+    /// batched pass; a recurrent one steps its core from
+    /// `initial_state`, carrying each step's action and reward into the
+    /// state and resetting it after a step that ended an episode, exactly
+    /// as [`lstm_core::LstmCore::next_state`] does on the actors.
+    pub fn forward_unroll(&self, unroll: &UnrollInputs<'_>) -> Result<(PolicyOutput, Option<Tensor>)> {
+        let (t1, b, d) = unroll.observations.dims3()?;
+        let t = t1.saturating_sub(1);
+        let Some(core) = &self.core else {
+            let out = self.forward(&unroll.observations.reshape((t1 * b, d))?)?;
+            let finals = match unroll.final_observations {
+                Some(f) => Some(self.forward(&f.reshape((t * b, d))?)?.value.reshape((t, b))?),
+                None => None,
+            };
+            return Ok((out, finals));
+        };
+        let state0 = unroll.initial_state.ok_or_else(|| {
+            PolicyError::Config("a recurrent network needs each unroll's initial_recurrent_state".into())
+        })?;
+        let mut state = state0.clone();
+        let (mut heads, mut values, mut finals) = (Vec::with_capacity(t1), Vec::with_capacity(t1), Vec::new());
+        let zeros = Tensor::zeros(b, DType::F32, unroll.observations.device())?;
+        for step in 0..t1 {
+            let (out, hc) = self.forward_step(&unroll.observations.get(step)?, &state)?;
+            heads.push(out.policy);
+            values.push(out.value);
+            if step == t {
+                break;
+            }
+            let (action, reward) = (unroll.actions.get(step)?, unroll.rewards.get(step)?);
+            if let Some(f) = unroll.final_observations {
+                // V(final observation) from the state the episode would
+                // have continued with.
+                let carried = core.next_state(&hc, &action, &reward, &zeros)?;
+                finals.push(self.forward_step(&f.get(step)?, &carried)?.0.value);
+            }
+            state = core.next_state(&hc, &action, &reward, &unroll.dones.get(step)?)?;
+        }
+        let policy = match &heads[0] {
+            PolicyParams::Logits(_) => {
+                let logits: Vec<Tensor> = heads
+                    .iter()
+                    .filter_map(|p| match p {
+                        PolicyParams::Logits(l) => Some(l.clone()),
+                        PolicyParams::Gaussian { .. } => None,
+                    })
+                    .collect();
+                PolicyParams::Logits(Tensor::cat(&logits, 0)?)
+            }
+            PolicyParams::Gaussian { log_std, .. } => {
+                let means: Vec<Tensor> = heads
+                    .iter()
+                    .filter_map(|p| match p {
+                        PolicyParams::Gaussian { mean, .. } => Some(mean.clone()),
+                        PolicyParams::Logits(_) => None,
+                    })
+                    .collect();
+                PolicyParams::Gaussian {
+                    mean: Tensor::cat(&means, 0)?,
+                    log_std: log_std.clone(),
+                }
+            }
+        };
+        let value = Tensor::cat(&values, 0)?;
+        let finals = if finals.is_empty() {
+            None
+        } else {
+            Some(Tensor::stack(&finals, 0)?)
+        };
+        Ok((PolicyOutput { policy, value }, finals))
+    }
+
+    /// The torso's features for `obs` (`[N, obs_dim]`).
+    fn features(&self, obs: &Tensor) -> Result<Tensor> {
         let dims = obs.dims();
         if dims.len() != 2 || dims[1] != self.obs_dim {
             return Err(PolicyError::Config(format!(
@@ -600,7 +777,7 @@ impl PolicyNet {
                 self.obs_dim
             )));
         }
-        let h = match &self.torso {
+        Ok(match &self.torso {
             TorsoLayers::Mlp(layers) => {
                 let mut h = obs.clone();
                 for layer in layers {
@@ -626,7 +803,12 @@ impl PolicyNet {
             }
             TorsoLayers::Nature(torso) => torso.forward(obs)?,
             TorsoLayers::Impala(torso) => torso.forward(obs)?,
-        };
+        })
+    }
+
+    /// Both heads over the features `h`.
+    fn heads(&self, h: &Tensor) -> Result<PolicyOutput> {
+        let h = h.clone();
         let head = self.policy_head.forward(&h)?;
         let value = self.value_head.forward(&h)?.squeeze(D::Minus1)?;
         let policy = match &self.log_std {

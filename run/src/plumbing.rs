@@ -39,10 +39,15 @@ pub fn read_key(transport: &TransportConfig, base_dir: &Path) -> Result<SharedKe
 }
 
 /// The unroll layout of env `id` (with `params`) and unroll length `t`.
-pub fn unroll_layout(id: &str, params: &cml_envs::Params, t: u32) -> Result<UnrollLayout, RunError> {
+pub fn unroll_layout(
+    id: &str,
+    params: &cml_envs::Params,
+    t: u32,
+    net: &cml_policy::NetConfig,
+) -> Result<UnrollLayout, RunError> {
     use cml_envs::Env;
     let env = cml_envs::make(id, params).map_err(|e| RunError::Config(format!("env {id:?}: {e}")))?;
-    cml_actors::layout_for(env.observation_space(), env.action_space(), t)
+    cml_actors::layout_for(env.observation_space(), env.action_space(), t, net)
         .map_err(|e| RunError::Config(format!("env {id:?}: {e}")))
 }
 

@@ -31,6 +31,8 @@ pub struct CartPole {
     rng: Option<NumpyRng>,
     steps_beyond_terminated: Option<u64>,
     sutton_barto_reward: bool,
+    /// Observations `[x, θ]` only (the velocities hidden): a memory task.
+    mask_velocity: bool,
     observation_space: Space,
     action_space: Space,
 }
@@ -50,26 +52,44 @@ impl CartPole {
     /// `sutton_barto_reward`: 0 per step and −1 on failure instead of +1 per
     /// step (Gymnasium's `sutton_barto_reward` option).
     pub fn new(sutton_barto_reward: bool) -> Self {
+        Self::with_options(sutton_barto_reward, false)
+    }
+
+    /// As [`CartPole::new`]; with `mask_velocity` the observations are
+    /// `[x, θ]` (both velocities hidden, as in the POMDP versions of
+    /// CartPole used to test recurrent policies); the dynamics, rewards and
+    /// random stream are unchanged.
+    pub fn with_options(sutton_barto_reward: bool, mask_velocity: bool) -> Self {
         let high = [
             (X_THRESHOLD * 2.0) as f32,
             f32::INFINITY,
             (THETA_THRESHOLD_RADIANS * 2.0) as f32,
             f32::INFINITY,
         ];
+        let observation_space = if mask_velocity {
+            Space::bounded(vec![-high[0], -high[2]], vec![high[0], high[2]], vec![2])
+        } else {
+            Space::bounded(high.iter().map(|h| -h).collect(), high.to_vec(), vec![4])
+        };
         CartPole {
             state: None,
             rng: None,
             steps_beyond_terminated: None,
             sutton_barto_reward,
-            observation_space: Space::bounded(high.iter().map(|h| -h).collect(), high.to_vec(), vec![4]),
+            mask_velocity,
+            observation_space,
             action_space: Space::Discrete(2),
         }
     }
 
-    /// From the config's `[env.params]`: `sutton_barto_reward` (bool).
+    /// From the config's `[env.params]`: `sutton_barto_reward` and
+    /// `mask_velocity` (bools, default false).
     pub fn from_params(params: &Params) -> Result<Self, EnvError> {
-        let p = ParamReader::new(ID, params, &["sutton_barto_reward"])?;
-        Ok(Self::new(p.bool_or("sutton_barto_reward", false)?))
+        let p = ParamReader::new(ID, params, &["sutton_barto_reward", "mask_velocity"])?;
+        Ok(Self::with_options(
+            p.bool_or("sutton_barto_reward", false)?,
+            p.bool_or("mask_velocity", false)?,
+        ))
     }
 
     /// The internal state `[x, x_dot, theta, theta_dot]` (Gymnasium's
@@ -84,9 +104,16 @@ impl CartPole {
         self.steps_beyond_terminated = None;
     }
 
-    pub(crate) fn write_obs(state: &[f64; 4], obs: &mut [f32]) {
-        for (o, s) in obs.iter_mut().zip(state) {
-            *o = *s as f32;
+    /// The float32 cast of the state, or of `[x, θ]` with `mask_velocity`.
+    #[inline(always)]
+    pub(crate) fn write_obs(state: &[f64; 4], mask_velocity: bool, obs: &mut [f32]) {
+        if mask_velocity {
+            obs[0] = state[0] as f32;
+            obs[1] = state[2] as f32;
+        } else {
+            for (o, s) in obs.iter_mut().zip(state) {
+                *o = *s as f32;
+            }
         }
     }
 }
@@ -149,7 +176,7 @@ impl Env for CartPole {
         check_observation_buffer(ID, &self.observation_space, obs)?;
         let state = initial_state(reset_rng(&mut self.rng, seed));
         self.set_state(state);
-        Self::write_obs(&state, obs);
+        Self::write_obs(&state, self.mask_velocity, obs);
         Ok(())
     }
 
@@ -178,7 +205,7 @@ impl Env for CartPole {
             self.steps_beyond_terminated = Some(0);
             reward(true, self.sutton_barto_reward)
         };
-        Self::write_obs(&state, obs);
+        Self::write_obs(&state, self.mask_velocity, obs);
         Ok(Step {
             reward,
             terminated,

@@ -20,6 +20,7 @@ use crate::vector::{check_action_count, in_vector, VecActions, VecStepOutput, Ve
 pub struct CartPoleVec {
     max_episode_steps: Option<u64>,
     sutton_barto_reward: bool,
+    mask_velocity: bool,
     // State, one entry per env (structure of arrays).
     x: Vec<f64>,
     x_dot: Vec<f64>,
@@ -40,17 +41,29 @@ impl CartPoleVec {
     /// `num_envs` envs (at least one), truncated after `max_episode_steps`
     /// (`None`: never), with Gymnasium's `sutton_barto_reward` option.
     pub fn new(num_envs: usize, max_episode_steps: Option<u64>, sutton_barto_reward: bool) -> Result<Self, EnvError> {
+        Self::with_options(num_envs, max_episode_steps, sutton_barto_reward, false)
+    }
+
+    /// As [`CartPoleVec::new`], with [`CartPole::with_options`]'s
+    /// `mask_velocity`.
+    pub fn with_options(
+        num_envs: usize,
+        max_episode_steps: Option<u64>,
+        sutton_barto_reward: bool,
+        mask_velocity: bool,
+    ) -> Result<Self, EnvError> {
         if num_envs == 0 {
             return Err(EnvError::Other {
                 env: CartPole::ID.to_string(),
                 message: "a vector needs at least one env".to_string(),
             });
         }
-        let single = CartPole::new(sutton_barto_reward);
+        let single = CartPole::with_options(sutton_barto_reward, mask_velocity);
         let n = num_envs;
         Ok(CartPoleVec {
             max_episode_steps,
             sutton_barto_reward,
+            mask_velocity,
             x: vec![0.0; n],
             x_dot: vec![0.0; n],
             theta: vec![0.0; n],
@@ -60,7 +73,7 @@ impl CartPoleVec {
             push_right: vec![false; n],
             elapsed: vec![0; n],
             rngs: (0..n).map(|_| NumpyRng::from_os_entropy()).collect(),
-            output: VecStepOutput::new(n, 4),
+            output: VecStepOutput::new(n, single.observation_space().flat_dim()),
             has_reset: false,
             observation_space: single.observation_space().clone(),
             action_space: single.action_space().clone(),
@@ -69,8 +82,13 @@ impl CartPoleVec {
 
     /// From the config's `[env.params]` (as [`CartPole::from_params`]).
     pub fn from_params(params: &Params, num_envs: usize, max_episode_steps: Option<u64>) -> Result<Self, EnvError> {
-        let p = ParamReader::new(CartPole::ID, params, &["sutton_barto_reward"])?;
-        Self::new(num_envs, max_episode_steps, p.bool_or("sutton_barto_reward", false)?)
+        let p = ParamReader::new(CartPole::ID, params, &["sutton_barto_reward", "mask_velocity"])?;
+        Self::with_options(
+            num_envs,
+            max_episode_steps,
+            p.bool_or("sutton_barto_reward", false)?,
+            p.bool_or("mask_velocity", false)?,
+        )
     }
 
     /// Starts a new episode in env `i` from its random stream.
@@ -78,7 +96,7 @@ impl CartPoleVec {
         let s = initial_state(&mut self.rngs[i]);
         [self.x[i], self.x_dot[i], self.theta[i], self.theta_dot[i]] = s;
         self.elapsed[i] = 0;
-        CartPole::write_obs(&s, self.output.row_mut(i));
+        CartPole::write_obs(&s, self.mask_velocity, self.output.row_mut(i));
     }
 }
 
@@ -168,8 +186,9 @@ impl VectorEnv for CartPoleVec {
             .iter()
             .zip(&self.x_dot)
             .zip(self.theta.iter().zip(&self.theta_dot));
-        for (obs, ((x, x_dot), (theta, theta_dot))) in self.output.observations.chunks_exact_mut(4).zip(states) {
-            obs.copy_from_slice(&[*x as f32, *x_dot as f32, *theta as f32, *theta_dot as f32]);
+        let dim = self.output.obs_dim;
+        for (obs, ((x, x_dot), (theta, theta_dot))) in self.output.observations.chunks_exact_mut(dim).zip(states) {
+            CartPole::write_obs(&[*x, *x_dot, *theta, *theta_dot], self.mask_velocity, obs);
         }
         // Pass 5: autoreset the (few) envs whose episode ended.
         for i in 0..n {
@@ -193,10 +212,15 @@ mod tests {
 
     /// Same seeds, same actions: identical to a `VecEnv` of registry-made
     /// single envs, step for step, through many autoresets.
-    fn matches_single_envs(limit: Option<u64>, sutton_barto: bool) {
+    fn matches_single_envs(limit: Option<u64>, sutton_barto: bool, mask: bool) {
         let n = 37;
-        let params: Params = format!("sutton_barto_reward = {sutton_barto}").parse().unwrap();
-        let mut native = CartPoleVec::new(n, limit, sutton_barto).unwrap();
+        let params: Params = format!("sutton_barto_reward = {sutton_barto}\nmask_velocity = {mask}")
+            .parse()
+            .unwrap();
+        let mut native = CartPoleVec::from_params(&params, n, limit).unwrap();
+        // The masked env: the unmasked one's x and θ, nothing else.
+        let mut unmasked = CartPoleVec::new(n, limit, sutton_barto).unwrap();
+        unmasked.reset(Some(11)).unwrap();
         let singles = (0..n)
             .map(|_| make_with_time_limit("CartPole-v1", &params, limit).unwrap())
             .collect();
@@ -213,6 +237,13 @@ mod tests {
             }
             native.step(VecActions::Discrete(&actions)).unwrap();
             reference.step(VecActions::Discrete(&actions)).unwrap();
+            unmasked.step(VecActions::Discrete(&actions)).unwrap();
+            if mask {
+                let xs: Vec<f32> = unmasked.observations().chunks(4).flat_map(|o| [o[0], o[2]]).collect();
+                assert_eq!(native.observations(), &xs[..], "step {t}");
+            } else {
+                assert_eq!(native.observations(), unmasked.observations(), "step {t}");
+            }
             assert_eq!(native.observations(), reference.observations(), "step {t}");
             assert_eq!(native.rewards(), reference.rewards(), "step {t}");
             assert_eq!(native.terminated(), reference.terminated(), "step {t}");
@@ -227,9 +258,15 @@ mod tests {
 
     #[test]
     fn native_vector_matches_single_envs() {
-        matches_single_envs(Some(500), false);
-        matches_single_envs(Some(13), true);
-        matches_single_envs(None, false);
+        matches_single_envs(Some(500), false, false);
+        matches_single_envs(Some(13), true, false);
+        matches_single_envs(None, false, false);
+        matches_single_envs(Some(500), false, true);
+        assert_eq!(
+            CartPole::with_options(false, true).observation_space().flat_dim(),
+            2,
+            "mask_velocity hides both velocities"
+        );
     }
 
     #[test]
