@@ -304,16 +304,8 @@ impl Worker {
         for t in 0..t_len {
             let started = Instant::now();
             // x_t of every actor, also the network's input.
+            self.write_observations(chunk, t)?;
             let obs = self.venv.observations();
-            for a in 0..k {
-                let at = (a * (t_len + 1) + t) * ob;
-                put_observation(
-                    &mut chunk.frames[OBSERVATIONS][at..at + ob],
-                    &obs[a * d..(a + 1) * d],
-                    dtype,
-                )
-                .map_err(|bad| self.wrong_value(a, bad))?;
-            }
             let input = Tensor::from_slice(obs, (k, d), &Device::Cpu)?;
             let (out, hc) = if s > 0 {
                 let state = Tensor::from_slice(&self.states, (k, s), &Device::Cpu)?;
@@ -415,16 +407,8 @@ impl Worker {
             self.timings.ticks += 1;
         }
         // x_T: the observation after the last step bootstraps the unroll.
+        self.write_observations(chunk, t_len)?;
         let obs = self.venv.observations();
-        for a in 0..k {
-            let at = (a * (t_len + 1) + t_len) * ob;
-            put_observation(
-                &mut chunk.frames[OBSERVATIONS][at..at + ob],
-                &obs[a * d..(a + 1) * d],
-                dtype,
-            )
-            .map_err(|bad| self.wrong_value(a, bad))?;
-        }
         if let Some(greedy) = &mut self.greedy {
             // Q of x_T and of the truncations' final observations: the
             // bootstrap values of the first priorities.
@@ -445,6 +429,24 @@ impl Worker {
             };
             greedy.priorities(&final_q, &mut chunk.priorities)?;
             self.timings.inference_ns += started.elapsed().as_nanos() as u64;
+        }
+        Ok(())
+    }
+
+    /// Writes every actor's current observation as x_t of its unroll, in
+    /// the layout's dtype.
+    fn write_observations(&self, chunk: &mut UnrollChunk, t: usize) -> Result<(), ActorError> {
+        let (t_len, d) = (self.layout.unroll_length as usize, self.layout.obs_dim());
+        let (dtype, ob) = (self.layout.observation_dtype, self.layout.observation_bytes());
+        let obs = self.venv.observations();
+        for a in 0..self.num_actors {
+            let at = (a * (t_len + 1) + t) * ob;
+            put_observation(
+                &mut chunk.frames[OBSERVATIONS][at..at + ob],
+                &obs[a * d..(a + 1) * d],
+                dtype,
+            )
+            .map_err(|bad| self.wrong_value(a, bad))?;
         }
         Ok(())
     }
