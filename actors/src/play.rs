@@ -82,19 +82,15 @@ pub fn play_episodes(
                     Action::Continuous(&continuous)
                 }
             };
-            if let (Some(core), Some(hc)) = (net.core(), &hc) {
-                let (action, device) = (action_tensor(action)?, &Device::Cpu);
-                // Not reset here: the episode ends at a done step anyway.
-                let zero = Tensor::zeros(1, candle_core::DType::F32, device)?;
-                // The reward is only known after the step: carry it below.
-                state = Some(core.next_state(hc, &action, &zero, &zero)?);
-            }
+            // The action as `next_state` takes it, before `env.step` borrows it.
+            let taken = hc.as_ref().map(|_| action_tensor(action)).transpose()?;
             let step = env.step(action, &mut obs)?;
-            if let Some(s) = &state {
-                // The previous reward is the state's last value.
-                let n = s.dim(1)?;
-                let reward = Tensor::full(step.reward as f32, (1, 1), &Device::Cpu)?;
-                state = Some(Tensor::cat(&[&s.narrow(1, 0, n - 1)?, &reward], 1)?);
+            if let (Some(core), Some(hc), Some(taken)) = (net.core(), &hc, &taken) {
+                // The actors' carry: [h, c, action, reward]; no reset needed,
+                // a done step ends the loop and the next episode starts at zero.
+                let reward = Tensor::full(step.reward as f32, 1, &Device::Cpu)?;
+                let not_done = Tensor::zeros(1, candle_core::DType::F32, &Device::Cpu)?;
+                state = Some(core.next_state(hc, taken, &reward, &not_done)?);
             }
             done.score += step.reward;
             done.length += 1;

@@ -263,6 +263,14 @@ impl PolicyParams {
         }
     }
 
+    /// The per-row head output: the logits, or the Gaussian's means.
+    pub fn head(&self) -> &Tensor {
+        match self {
+            PolicyParams::Logits(logits) => logits,
+            PolicyParams::Gaussian { mean, .. } => mean,
+        }
+    }
+
     /// The greedy action of each row: argmax for logits (`[N]`, u32), the
     /// mean for a Gaussian (`[N, A]`).
     pub fn mode(&self) -> Result<Tensor> {
@@ -712,6 +720,11 @@ impl PolicyNet {
             };
             return Ok((out, finals));
         };
+        if t1 == 0 {
+            return Err(PolicyError::Config(
+                "forward_unroll: no observations (T + 1 = 0)".into(),
+            ));
+        }
         let state0 = unroll.initial_state.ok_or_else(|| {
             PolicyError::Config("a recurrent network needs each unroll's initial_recurrent_state".into())
         })?;
@@ -734,30 +747,17 @@ impl PolicyNet {
             }
             state = core.next_state(&hc, &action, &reward, &unroll.dones.get(step)?)?;
         }
+        // Every step's head is of the network's one kind: concatenate its
+        // per-step tensors along the rows.
+        let rows = |part: fn(&PolicyParams) -> &Tensor| -> Result<Tensor> {
+            Ok(Tensor::cat(&heads.iter().map(part).collect::<Vec<_>>(), 0)?)
+        };
         let policy = match &heads[0] {
-            PolicyParams::Logits(_) => {
-                let logits: Vec<Tensor> = heads
-                    .iter()
-                    .filter_map(|p| match p {
-                        PolicyParams::Logits(l) => Some(l.clone()),
-                        PolicyParams::Gaussian { .. } => None,
-                    })
-                    .collect();
-                PolicyParams::Logits(Tensor::cat(&logits, 0)?)
-            }
-            PolicyParams::Gaussian { log_std, .. } => {
-                let means: Vec<Tensor> = heads
-                    .iter()
-                    .filter_map(|p| match p {
-                        PolicyParams::Gaussian { mean, .. } => Some(mean.clone()),
-                        PolicyParams::Logits(_) => None,
-                    })
-                    .collect();
-                PolicyParams::Gaussian {
-                    mean: Tensor::cat(&means, 0)?,
-                    log_std: log_std.clone(),
-                }
-            }
+            PolicyParams::Logits(_) => PolicyParams::Logits(rows(PolicyParams::head)?),
+            PolicyParams::Gaussian { log_std, .. } => PolicyParams::Gaussian {
+                mean: rows(PolicyParams::head)?,
+                log_std: log_std.clone(),
+            },
         };
         let value = Tensor::cat(&values, 0)?;
         let finals = if finals.is_empty() {
