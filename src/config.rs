@@ -90,6 +90,33 @@ pub struct EnvConfig {
     /// (`[env.params]`), e.g. `g = 9.81` for Pendulum-v1.
     #[serde(default)]
     pub params: toml::Table,
+    /// `gymnasium:` ids: keyword arguments for `gymnasium.make` (`[env.kwargs]`).
+    #[serde(default)]
+    pub kwargs: toml::Table,
+    /// `gymnasium:` ids: wrappers from `gymnasium.wrappers`, applied in order.
+    #[serde(default)]
+    pub wrappers: Vec<WrapperConfig>,
+    /// `gymnasium:` ids: the Python interpreter (default `python3` on PATH;
+    /// a relative path with a `/` is taken from the config's directory).
+    #[serde(default)]
+    pub python: Option<String>,
+    /// `gymnasium:` ids: modules to import first, e.g. `["ale_py"]`.
+    #[serde(default)]
+    pub import: Vec<String>,
+    /// `gymnasium:` ids: seconds a Python worker may take on one step before
+    /// it counts as hung.
+    #[serde(default)]
+    pub step_timeout_s: Option<f64>,
+}
+
+/// One `[[env.wrappers]]` entry: a class of `gymnasium.wrappers` and its
+/// keyword arguments.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WrapperConfig {
+    pub name: String,
+    #[serde(default)]
+    pub args: toml::Table,
 }
 
 /// A config that could not be read; the message names the file and the key.
@@ -159,7 +186,38 @@ impl Config {
             message,
         })?;
         config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if let Some(gymnasium) = config.gymnasium_env() {
+            cml_pyenvs::register(&gymnasium).map_err(|e| ConfigError::Invalid {
+                file: path.to_path_buf(),
+                message: format!("env: {e}"),
+            })?;
+        }
         Ok(config)
+    }
+
+    /// The Python env a `gymnasium:` id names, with its `[env]` keys.
+    pub fn gymnasium_env(&self) -> Option<cml_pyenvs::GymnasiumEnv> {
+        let id = self.env.id.strip_prefix(cml_pyenvs::GYMNASIUM_PREFIX)?;
+        let mut env = cml_pyenvs::GymnasiumEnv::new(id);
+        env.kwargs = self.env.kwargs.clone();
+        env.wrappers = self
+            .env
+            .wrappers
+            .iter()
+            .map(|w| (w.name.clone(), w.args.clone()))
+            .collect();
+        env.import = self.env.import.clone();
+        if let Some(python) = &self.env.python {
+            env.python = if python.contains('/') {
+                self.resolve(Path::new(python)).to_string_lossy().into_owned()
+            } else {
+                python.clone()
+            };
+        }
+        if let Some(seconds) = self.env.step_timeout_s {
+            env.step_timeout = std::time::Duration::from_secs_f64(seconds);
+        }
+        Some(env)
     }
 
     /// A path from the config, resolved against the config file's directory.
@@ -201,6 +259,31 @@ impl Config {
     fn validate(&self) -> Result<(), String> {
         if self.env.max_episode_steps == Some(0) {
             return Err("env.max_episode_steps: must be at least 1".to_string());
+        }
+        if !self.env.id.starts_with(cml_pyenvs::GYMNASIUM_PREFIX) {
+            let python_keys = [
+                ("kwargs", !self.env.kwargs.is_empty()),
+                ("wrappers", !self.env.wrappers.is_empty()),
+                ("python", self.env.python.is_some()),
+                ("import", !self.env.import.is_empty()),
+                ("step_timeout_s", self.env.step_timeout_s.is_some()),
+            ];
+            if let Some((key, _)) = python_keys.iter().find(|(_, set)| *set) {
+                return Err(format!(
+                    "env.{key}: only for Python envs (ids starting with `gymnasium:`); `{}` is a Rust env \
+                     (its parameters go in [env.params])",
+                    self.env.id
+                ));
+            }
+        } else if !self.env.params.is_empty() {
+            return Err("env.params: Python envs take [env.kwargs] (handed to gymnasium.make)".to_string());
+        }
+        if let Some(seconds) = self.env.step_timeout_s {
+            if !(seconds.is_finite() && seconds > 0.0) {
+                return Err(format!(
+                    "env.step_timeout_s: must be a positive number of seconds, got {seconds}"
+                ));
+            }
         }
         fn within(section: &'static str) -> impl Fn(String) -> String {
             move |e| format!("{section}.{e}")
@@ -282,7 +365,13 @@ impl Config {
         }
         let defaults = cml_run::config::LearnerSection::default();
         let current = json!({
-            "env": {"id": self.env.id, "params": value(&self.env.params), "max_episode_steps": self.env.max_episode_steps},
+            "env": {
+                "id": self.env.id,
+                "params": value(&self.env.params),
+                "max_episode_steps": self.env.max_episode_steps,
+                "kwargs": value(&self.env.kwargs),
+                "wrappers": self.env.wrappers.iter().map(|w| json!([w.name, value(&w.args)])).collect::<Vec<_>>(),
+            },
             "unroll_length": self.actor.unroll_length,
             "model": value(&self.model),
             "algorithm": value(self.learner.algorithm),
@@ -292,7 +381,7 @@ impl Config {
             "max_grad_norm": self.learner.max_grad_norm,
         });
         let default = json!({
-            "env": {"params": {}, "max_episode_steps": null},
+            "env": {"params": {}, "max_episode_steps": null, "kwargs": {}, "wrappers": []},
             "unroll_length": cml_actors::ActorConfig::default().unroll_length,
             "model": value(cml_policy::NetConfig::default()),
             "algorithm": value(defaults.algorithm),
@@ -382,6 +471,48 @@ mod tests {
     fn params_are_kept_as_a_table() {
         let c = Config::parse("[env]\nid = \"Pendulum-v1\"\n[env.params]\ng = 9.81\n").unwrap();
         assert_eq!(c.env.params.get("g").and_then(|v| v.as_float()), Some(9.81));
+    }
+
+    #[test]
+    fn python_env_keys_are_read_and_checked() {
+        let c = Config::parse(
+            "[env]\nid = \"gymnasium:LunarLander-v3\"\npython = \"venv/bin/python\"\nimport = [\"ale_py\"]\n\
+             step_timeout_s = 2.5\n[env.kwargs]\ncontinuous = true\n[[env.wrappers]]\nname = \"ClipReward\"\n\
+             args = { min_reward = -1.0 }\n",
+        )
+        .unwrap();
+        let g = c.gymnasium_env().unwrap();
+        assert_eq!(g.id, "LunarLander-v3");
+        assert_eq!(g.python, "venv/bin/python");
+        assert_eq!(g.import, vec!["ale_py".to_string()]);
+        assert_eq!(g.step_timeout, std::time::Duration::from_millis(2500));
+        assert_eq!(g.kwargs.get("continuous").and_then(|v| v.as_bool()), Some(true));
+        assert_eq!(g.wrappers[0].0, "ClipReward");
+        assert!(Config::parse("[env]\nid = \"CartPole-v1\"\n")
+            .unwrap()
+            .gymnasium_env()
+            .is_none());
+        for (text, expected) in [
+            (
+                "id = \"CartPole-v1\"\n[env.kwargs]\nx = 1\n",
+                "env.kwargs: only for Python envs",
+            ),
+            (
+                "id = \"CartPole-v1\"\nimport = [\"m\"]\n",
+                "env.import: only for Python envs",
+            ),
+            (
+                "id = \"gymnasium:CartPole-v1\"\n[env.params]\nx = 1\n",
+                "env.params: Python envs take [env.kwargs]",
+            ),
+            (
+                "id = \"gymnasium:CartPole-v1\"\nstep_timeout_s = 0.0\n",
+                "env.step_timeout_s: must be a positive",
+            ),
+        ] {
+            let e = Config::parse(&format!("[env]\n{text}")).unwrap_err();
+            assert!(e.starts_with(expected), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -21,6 +21,42 @@ fn shipped_cartpole_apex_config_learns() {
     shipped_config_learns("cartpole-apex.toml");
 }
 
+/// Gymnasium's CartPole in a Python worker (needs `CML_PYTHON` with
+/// gymnasium; CI sets it): training and the checkpoint's eval both step it
+/// through shared memory.
+#[test]
+fn shipped_gymnasium_cartpole_config_learns() {
+    let python = std::env::var("CML_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&python)
+        .args(["-c", "import gymnasium"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must provide CML_PYTHON with gymnasium"
+        );
+        eprintln!("SKIPPED: no Python with gymnasium (set CML_PYTHON)");
+        return;
+    }
+    let before = gym_shm_files();
+    shipped_config_learns("cartpole-gymnasium.toml");
+    let left: Vec<_> = gym_shm_files().into_iter().filter(|f| !before.contains(f)).collect();
+    assert!(left.is_empty(), "shared memory left behind: {left:?}");
+}
+
+fn gym_shm_files() -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .filter(|n| n.starts_with("cml-rl-gym-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// One training run at a time: each wants the machine's cores.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 

@@ -37,4 +37,4 @@ pub use registry::{
     registered_ids, EnvFactory, EnvHandle, EnvSpec, Registry, VecFactory,
 };
 pub use space::{BoxDtype, Space};
-pub use vector::{VecActions, VecEnv, VecStepOutput, VectorEnv};
+pub use vector::{VecActions, VecEnv, VecStepBuffers, VecStepOutput, VectorEnv};

@@ -96,6 +96,18 @@ impl VecStepOutput {
     }
 
     /// Clears rewards and flags (after a reset).
+    /// Every buffer, writable: for vector envs implemented outside this
+    /// crate (e.g. Python workers), which fill them after each step.
+    pub fn buffers_mut(&mut self) -> VecStepBuffers<'_> {
+        VecStepBuffers {
+            observations: &mut self.observations,
+            final_observations: &mut self.final_observations,
+            rewards: &mut self.rewards,
+            terminated: &mut self.terminated,
+            truncated: &mut self.truncated,
+        }
+    }
+
     pub(crate) fn clear_step(&mut self) {
         self.rewards.fill(0.0);
         self.terminated.fill(false);
@@ -120,6 +132,17 @@ impl VecStepOutput {
 }
 
 /// Checks the number of action values for `count` envs of `action_dim`.
+/// The buffers of a [`VecStepOutput`], env-major: observations and final
+/// observations `num_envs × observation_dim`, one flag and reward per env.
+/// A final observation is read only where its env's episode ended.
+pub struct VecStepBuffers<'a> {
+    pub observations: &'a mut [f32],
+    pub final_observations: &'a mut [f32],
+    pub rewards: &'a mut [f64],
+    pub terminated: &'a mut [bool],
+    pub truncated: &'a mut [bool],
+}
+
 pub(crate) fn check_action_count(actions: VecActions<'_>, count: usize, action_dim: usize) -> Result<(), EnvError> {
     let (got, expected) = match actions {
         VecActions::Discrete(a) => (a.len(), count),

@@ -1,0 +1,127 @@
+//! Gymnasium environments written in Python, as cml-rl envs.
+//!
+//! `[env] id = "gymnasium:LunarLander-v3"` names any id `gymnasium.make`
+//! knows. Each vector env of K envs is one Python worker process running
+//! `python/cml_gymnasium_worker.py` (shipped in this crate, needing only
+//! `gymnasium` and `numpy`). Observations, rewards, flags, final
+//! observations and actions live in a file in `/dev/shm` mapped by both
+//! sides; one short line crosses a pipe per call. Nothing is pickled.
+//!
+//! [`register`] puts such an env into the process-wide registry, so every
+//! role (actor hosts, `eval`, `rollout`) makes it like a Rust env.
+
+mod python_env;
+mod worker_process;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cml_envs::{EnvError, EnvSpec, Params};
+
+pub use python_env::{PythonEnv, PythonVecEnv};
+pub use worker_process::{remove_stale_shared_memory, SHM_PREFIX};
+
+/// The environment variable naming the default interpreter (when the
+/// config has no `[env] python`); without it, `python3` on PATH.
+pub const PYTHON_VAR: &str = "CML_PYTHON";
+
+/// The prefix of ids that name Gymnasium envs.
+pub const GYMNASIUM_PREFIX: &str = "gymnasium:";
+
+/// How to make one Gymnasium env in Python (the config's `[env]` keys).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GymnasiumEnv {
+    /// The id `gymnasium.make` takes (without `gymnasium:`).
+    pub id: String,
+    /// `[env.kwargs]`, handed to `gymnasium.make`.
+    pub kwargs: toml::Table,
+    /// Wrappers from `gymnasium.wrappers`, applied in order: name, arguments.
+    pub wrappers: Vec<(String, toml::Table)>,
+    /// The Python interpreter (`[env] python`; default `$CML_PYTHON`, else
+    /// `python3` on PATH).
+    pub python: String,
+    /// Modules imported before `gymnasium.make`, e.g. `ale_py` (`[env] import`).
+    pub import: Vec<String>,
+    /// The longest a worker may take to answer one call before it counts
+    /// as hung and is killed.
+    pub step_timeout: Duration,
+}
+
+impl GymnasiumEnv {
+    /// `gymnasium:<id>` with the defaults.
+    pub fn new(id: impl Into<String>) -> GymnasiumEnv {
+        GymnasiumEnv {
+            id: id.into(),
+            kwargs: toml::Table::new(),
+            wrappers: Vec::new(),
+            python: std::env::var(PYTHON_VAR).unwrap_or_else(|_| "python3".to_string()),
+            import: Vec::new(),
+            step_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// The registry id: `gymnasium:<id>`.
+    pub fn registry_id(&self) -> String {
+        format!("{GYMNASIUM_PREFIX}{}", self.id)
+    }
+
+    /// The worker's spec line: what it makes, how many, whether it resets
+    /// finished envs itself.
+    fn spec_json(&self, num_envs: usize, autoreset: bool, max_episode_steps: Option<u64>) -> String {
+        let mut make_kwargs = serde_json::to_value(&self.kwargs).unwrap_or_default();
+        if let (Some(steps), Some(map)) = (max_episode_steps, make_kwargs.as_object_mut()) {
+            map.insert("max_episode_steps".into(), steps.into());
+        }
+        let wrappers: Vec<serde_json::Value> = self
+            .wrappers
+            .iter()
+            .map(|(name, args)| serde_json::json!({"name": name, "args": args}))
+            .collect();
+        serde_json::json!({
+            "id": self.id,
+            "make_kwargs": make_kwargs,
+            "wrappers": wrappers,
+            "import": self.import,
+            "num_envs": num_envs,
+            "autoreset": autoreset,
+        })
+        .to_string()
+    }
+}
+
+/// Registers `env` as `gymnasium:<id>` in the process-wide registry (again
+/// is a no-op: every role loads the same config). Its time limit is
+/// Gymnasium's own (`gymnasium.make` applies the registered one); a
+/// configured `max_episode_steps` is handed to `gymnasium.make`. The env
+/// takes no `[env.params]`.
+pub fn register(env: &GymnasiumEnv) -> Result<(), EnvError> {
+    let id = env.registry_id();
+    if cml_envs::registered_ids().contains(&id) {
+        return Ok(());
+    }
+    let single = Arc::new(env.clone());
+    let vector = Arc::clone(&single);
+    let spec = EnvSpec::new(id.clone(), move |params: &Params| {
+        no_params(&single, params)?;
+        PythonEnv::start(&single, None)
+    })
+    .with_vector_factory(move |params: &Params, n, limit| {
+        no_params(&vector, params)?;
+        PythonVecEnv::start(&vector, n, limit)
+    });
+    match cml_envs::register_spec(spec) {
+        Ok(()) | Err(EnvError::AlreadyRegistered { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn no_params(env: &GymnasiumEnv, params: &Params) -> Result<(), EnvError> {
+    match params.keys().next() {
+        None => Ok(()),
+        Some(key) => Err(EnvError::UnknownParam {
+            env: env.registry_id(),
+            key: key.clone(),
+            known: vec!["(Gymnasium envs take [env.kwargs], handed to gymnasium.make)".to_string()],
+        }),
+    }
+}

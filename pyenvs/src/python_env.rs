@@ -1,0 +1,248 @@
+//! [`PythonVecEnv`] (K envs with same-step autoreset) and [`PythonEnv`]
+//! (one env, reset by its caller), both over a [`WorkerProcess`].
+
+use cml_envs::{
+    continuous_action, discrete_action, Action, Env, EnvError, Space, Step, VecActions, VecStepOutput, VectorEnv,
+};
+
+use crate::worker_process::{Regions, WorkerProcess};
+use crate::GymnasiumEnv;
+
+/// K Gymnasium envs in one Python worker, stepped together. An env whose
+/// episode ends is reset in the same step: its observation row is the first
+/// of the next episode, and `final_observation(i)` is the true last one.
+/// `reset(Some(seed))` seeds env i with `seed + i` (any u64).
+pub struct PythonVecEnv {
+    worker: WorkerProcess,
+    output: VecStepOutput,
+    has_reset: bool,
+}
+
+impl PythonVecEnv {
+    /// Starts a worker with `num_envs` envs; `max_episode_steps` (if set)
+    /// is handed to `gymnasium.make`.
+    pub fn start(
+        env: &GymnasiumEnv,
+        num_envs: usize,
+        max_episode_steps: Option<u64>,
+    ) -> Result<PythonVecEnv, EnvError> {
+        let worker = WorkerProcess::start(env, num_envs, true, max_episode_steps)?;
+        let output = VecStepOutput::new(num_envs, worker.observation_space.flat_dim());
+        Ok(PythonVecEnv {
+            worker,
+            output,
+            has_reset: false,
+        })
+    }
+
+    /// The worker's shared-memory file (removed when this is dropped).
+    pub fn shared_memory_path(&self) -> std::path::PathBuf {
+        self.worker.shared_memory_path().to_path_buf()
+    }
+
+    /// The worker's process id.
+    pub fn worker_pid(&self) -> u32 {
+        self.worker.pid()
+    }
+}
+
+impl VectorEnv for PythonVecEnv {
+    fn num_envs(&self) -> usize {
+        self.worker.num_envs
+    }
+
+    fn observation_space(&self) -> &Space {
+        &self.worker.observation_space
+    }
+
+    fn action_space(&self) -> &Space {
+        &self.worker.action_space
+    }
+
+    fn reset(&mut self, seed: Option<u64>) -> Result<(), EnvError> {
+        self.worker.call_step(&reset_command(seed))?;
+        read_results(&self.worker, &mut self.output, false);
+        self.has_reset = true;
+        Ok(())
+    }
+
+    fn step(&mut self, actions: VecActions<'_>) -> Result<(), EnvError> {
+        if !self.has_reset {
+            return Err(EnvError::ResetNeeded {
+                env: self.worker.name.clone(),
+            });
+        }
+        write_actions(&mut self.worker, actions)?;
+        self.worker.call_step("step")?;
+        read_results(&self.worker, &mut self.output, true);
+        Ok(())
+    }
+
+    fn output(&self) -> &VecStepOutput {
+        &self.output
+    }
+}
+
+/// One Gymnasium env in its own worker, reset by its caller (the `Env`
+/// contract): used by `eval` and wherever one env is made.
+pub struct PythonEnv {
+    worker: WorkerProcess,
+    output: VecStepOutput,
+    has_reset: bool,
+}
+
+impl PythonEnv {
+    pub fn start(env: &GymnasiumEnv, max_episode_steps: Option<u64>) -> Result<PythonEnv, EnvError> {
+        let worker = WorkerProcess::start(env, 1, false, max_episode_steps)?;
+        let output = VecStepOutput::new(1, worker.observation_space.flat_dim());
+        Ok(PythonEnv {
+            worker,
+            output,
+            has_reset: false,
+        })
+    }
+
+    /// Sends `command` and copies its results (no final observations: the
+    /// caller resets).
+    fn call(&mut self, command: &str) -> Result<(), EnvError> {
+        self.worker.call_step(command)?;
+        read_results(&self.worker, &mut self.output, false);
+        Ok(())
+    }
+
+    fn copy_observation(&mut self, obs: &mut [f32]) -> Result<(), EnvError> {
+        cml_envs::check_observation_buffer(&self.worker.name, &self.worker.observation_space, obs)?;
+        obs.copy_from_slice(self.output.buffers_mut().observations);
+        Ok(())
+    }
+}
+
+impl Env for PythonEnv {
+    fn observation_space(&self) -> &Space {
+        &self.worker.observation_space
+    }
+
+    fn action_space(&self) -> &Space {
+        &self.worker.action_space
+    }
+
+    fn reset(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Result<(), EnvError> {
+        self.call(&reset_command(seed))?;
+        self.has_reset = true;
+        self.copy_observation(obs)
+    }
+
+    fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
+        if !self.has_reset {
+            return Err(EnvError::ResetNeeded {
+                env: self.worker.name.clone(),
+            });
+        }
+        let (name, space) = (&self.worker.name, &self.worker.action_space);
+        let discrete;
+        let actions = match space {
+            Space::Discrete(_) => {
+                discrete = [discrete_action(name, space, action)? as i64];
+                VecActions::Discrete(&discrete)
+            }
+            Space::Box { .. } => VecActions::Continuous(continuous_action(name, space, action)?),
+        };
+        write_actions(&mut self.worker, actions)?;
+        self.call("step")?;
+        let out = self.output.buffers_mut();
+        let step = Step {
+            reward: out.rewards[0],
+            terminated: out.terminated[0],
+            truncated: out.truncated[0],
+        };
+        if step.done() {
+            // The caller resets; until then the env refuses to step.
+            self.has_reset = false;
+        }
+        self.copy_observation(obs)?;
+        Ok(step)
+    }
+}
+
+fn reset_command(seed: Option<u64>) -> String {
+    match seed {
+        Some(seed) => format!("reset {seed}"),
+        None => "reset none".to_string(),
+    }
+}
+
+/// Puts the actions into shared memory (checked: count, range, finite).
+fn write_actions(worker: &mut WorkerProcess, actions: VecActions<'_>) -> Result<(), EnvError> {
+    let k = worker.num_envs;
+    let Regions { actions: at, .. } = worker.regions;
+    let (name, space) = (&worker.name, &worker.action_space);
+    match (space, actions) {
+        (Space::Discrete(_), VecActions::Discrete(a)) if a.len() == k => {
+            for (i, &action) in a.iter().enumerate() {
+                discrete_action(name, space, Action::Discrete(action)).map_err(|e| in_vector(e, i, k))?;
+                worker.memory[at + i * 8..at + i * 8 + 8].copy_from_slice(&action.to_le_bytes());
+            }
+        }
+        (Space::Box { .. }, VecActions::Continuous(a)) if a.len() == k * space.flat_dim() => {
+            let dim = space.flat_dim();
+            for (i, row) in a.chunks_exact(dim).enumerate() {
+                continuous_action(name, space, Action::Continuous(row)).map_err(|e| in_vector(e, i, k))?;
+            }
+            for (i, v) in a.iter().enumerate() {
+                worker.memory[at + i * 4..at + i * 4 + 4].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        _ => {
+            let got = match actions {
+                VecActions::Discrete(a) => format!("{} discrete actions", a.len()),
+                VecActions::Continuous(a) => format!("{} continuous action values", a.len()),
+            };
+            return Err(EnvError::Other {
+                env: name.clone(),
+                message: format!("got {got} for {k} envs of action space {space}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn in_vector(e: EnvError, index: usize, count: usize) -> EnvError {
+    EnvError::InVector {
+        index,
+        count,
+        source: Box::new(e),
+    }
+}
+
+/// Copies what the worker wrote into `output` (no allocation).
+fn read_results(worker: &WorkerProcess, output: &mut VecStepOutput, finals: bool) {
+    let r = worker.regions;
+    let memory = &worker.memory[..];
+    let k = worker.num_envs;
+    let d = worker.observation_space.flat_dim();
+    let out = output.buffers_mut();
+    read_f32s(&memory[r.observations..r.observations + k * d * 4], out.observations);
+    for i in 0..k {
+        out.rewards[i] = f64::from_le_bytes(
+            memory[r.rewards + i * 8..r.rewards + i * 8 + 8]
+                .try_into()
+                .unwrap_or([0; 8]),
+        );
+        out.terminated[i] = memory[r.terminated + i] != 0;
+        out.truncated[i] = memory[r.truncated + i] != 0;
+    }
+    if finals {
+        for i in 0..k {
+            if out.terminated[i] || out.truncated[i] {
+                let (from, to) = (r.final_observations + i * d * 4, i * d);
+                read_f32s(&memory[from..from + d * 4], &mut out.final_observations[to..to + d]);
+            }
+        }
+    }
+}
+
+fn read_f32s(bytes: &[u8], dst: &mut [f32]) {
+    for (d, b) in dst.iter_mut().zip(bytes.chunks_exact(4)) {
+        *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    }
+}
