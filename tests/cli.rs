@@ -36,15 +36,7 @@ fn rollout_runs_every_shipped_config() {
         "{configs:?}"
     );
     // Python envs need a Python with gymnasium: `CML_PYTHON` (CI sets it).
-    let has_gymnasium = std::process::Command::new(std::env::var("CML_PYTHON").unwrap_or_else(|_| "python3".into()))
-        .args(["-c", "import gymnasium, Box2D"])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        has_gymnasium || std::env::var("CI").is_err(),
-        "CI must provide CML_PYTHON with gymnasium[box2d]"
-    );
+    let has_gymnasium = cml_pyenvs::test_python(&["gymnasium", "Box2D"]).is_some();
     for config in &configs {
         let text = std::fs::read_to_string(config).expect("config");
         if text.contains("\"gymnasium:") && !has_gymnasium {

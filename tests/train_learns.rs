@@ -26,18 +26,7 @@ fn shipped_cartpole_apex_config_learns() {
 /// through shared memory.
 #[test]
 fn shipped_gymnasium_cartpole_config_learns() {
-    let python = std::env::var("CML_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&python)
-        .args(["-c", "import gymnasium"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must provide CML_PYTHON with gymnasium"
-        );
-        eprintln!("SKIPPED: no Python with gymnasium (set CML_PYTHON)");
+    if cml_pyenvs::test_python(&["gymnasium"]).is_none() {
         return;
     }
     let before = gym_shm_files();

@@ -115,6 +115,33 @@ pub fn register(env: &GymnasiumEnv) -> Result<(), EnvError> {
     }
 }
 
+/// Whether `python` runs and can import every module of `modules` (e.g.
+/// `["gymnasium", "numpy"]`): for tests and diagnostics.
+pub fn python_can_import(python: &str, modules: &[&str]) -> bool {
+    std::process::Command::new(python)
+        .args(["-c", &format!("import {}", modules.join(", "))])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The interpreter the tests use: `$CML_PYTHON`, else `python3`, if it has
+/// `modules`. Under CI (`CI` set) a missing one is a failure, not a skip.
+pub fn test_python(modules: &[&str]) -> Option<String> {
+    let python = std::env::var(PYTHON_VAR).unwrap_or_else(|_| "python3".to_string());
+    if python_can_import(&python, modules) {
+        return Some(python);
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "CI must provide {PYTHON_VAR} with {} (.ci/run does)",
+        modules.join(", ")
+    );
+    eprintln!("SKIPPED: no Python with {} (set {PYTHON_VAR})", modules.join(", "));
+    None
+}
+
 fn no_params(env: &GymnasiumEnv, params: &Params) -> Result<(), EnvError> {
     match params.keys().next() {
         None => Ok(()),

@@ -9,27 +9,13 @@
 //! without one.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cml_envs::{Env, Params, VecActions, VectorEnv};
 use cml_pyenvs::{GymnasiumEnv, PythonEnv, PythonVecEnv, SHM_PREFIX};
 
 fn python() -> Option<String> {
-    let python = std::env::var("CML_PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let ok = Command::new(&python)
-        .args(["-c", "import gymnasium, numpy"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must provide CML_PYTHON with gymnasium and numpy (.ci/run does)"
-        );
-        eprintln!("SKIPPED: no Python with gymnasium and numpy (set CML_PYTHON)");
-    }
-    ok.then_some(python)
+    cml_pyenvs::test_python(&["gymnasium", "numpy"])
 }
 
 fn gym(python: &str, id: &str) -> GymnasiumEnv {
