@@ -95,7 +95,6 @@ impl VecStepOutput {
         }
     }
 
-    /// Clears rewards and flags (after a reset).
     /// Every buffer, writable: for vector envs implemented outside this
     /// crate (e.g. Python workers), which fill them after each step.
     pub fn buffers_mut(&mut self) -> VecStepBuffers<'_> {
@@ -108,6 +107,7 @@ impl VecStepOutput {
         }
     }
 
+    /// Clears rewards and flags (after a reset).
     pub(crate) fn clear_step(&mut self) {
         self.rewards.fill(0.0);
         self.terminated.fill(false);
@@ -131,7 +131,6 @@ impl VecStepOutput {
     }
 }
 
-/// Checks the number of action values for `count` envs of `action_dim`.
 /// The buffers of a [`VecStepOutput`], env-major: observations and final
 /// observations `num_envs × observation_dim`, one flag and reward per env.
 /// A final observation is read only where its env's episode ended.
@@ -143,6 +142,7 @@ pub struct VecStepBuffers<'a> {
     pub truncated: &'a mut [bool],
 }
 
+/// Checks the number of action values for `count` envs of `action_dim`.
 pub(crate) fn check_action_count(actions: VecActions<'_>, count: usize, action_dim: usize) -> Result<(), EnvError> {
     let (got, expected) = match actions {
         VecActions::Discrete(a) => (a.len(), count),

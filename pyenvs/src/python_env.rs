@@ -16,6 +16,9 @@ pub struct PythonVecEnv {
     worker: WorkerProcess,
     output: VecStepOutput,
     has_reset: bool,
+    /// Whether the worker resets finished envs itself (and keeps their
+    /// final observations); [`PythonEnv`] leaves that to its caller.
+    autoreset: bool,
 }
 
 impl PythonVecEnv {
@@ -26,12 +29,22 @@ impl PythonVecEnv {
         num_envs: usize,
         max_episode_steps: Option<u64>,
     ) -> Result<PythonVecEnv, EnvError> {
-        let worker = WorkerProcess::start(env, num_envs, true, max_episode_steps)?;
+        PythonVecEnv::start_with(env, num_envs, true, max_episode_steps)
+    }
+
+    fn start_with(
+        env: &GymnasiumEnv,
+        num_envs: usize,
+        autoreset: bool,
+        max_episode_steps: Option<u64>,
+    ) -> Result<PythonVecEnv, EnvError> {
+        let worker = WorkerProcess::start(env, num_envs, autoreset, max_episode_steps)?;
         let output = VecStepOutput::new(num_envs, worker.observation_space.flat_dim());
         Ok(PythonVecEnv {
             worker,
             output,
             has_reset: false,
+            autoreset,
         })
     }
 
@@ -60,7 +73,11 @@ impl VectorEnv for PythonVecEnv {
     }
 
     fn reset(&mut self, seed: Option<u64>) -> Result<(), EnvError> {
-        self.worker.call_step(&reset_command(seed))?;
+        let command = match seed {
+            Some(seed) => format!("reset {seed}"),
+            None => "reset none".to_string(),
+        };
+        self.worker.call_step(&command)?;
         read_results(&self.worker, &mut self.output, false);
         self.has_reset = true;
         Ok(())
@@ -74,7 +91,7 @@ impl VectorEnv for PythonVecEnv {
         }
         write_actions(&mut self.worker, actions)?;
         self.worker.call_step("step")?;
-        read_results(&self.worker, &mut self.output, true);
+        read_results(&self.worker, &mut self.output, self.autoreset);
         Ok(())
     }
 
@@ -86,59 +103,40 @@ impl VectorEnv for PythonVecEnv {
 /// One Gymnasium env in its own worker, reset by its caller (the `Env`
 /// contract): used by `eval` and wherever one env is made.
 pub struct PythonEnv {
-    worker: WorkerProcess,
-    output: VecStepOutput,
-    has_reset: bool,
+    inner: PythonVecEnv,
 }
 
 impl PythonEnv {
     pub fn start(env: &GymnasiumEnv, max_episode_steps: Option<u64>) -> Result<PythonEnv, EnvError> {
-        let worker = WorkerProcess::start(env, 1, false, max_episode_steps)?;
-        let output = VecStepOutput::new(1, worker.observation_space.flat_dim());
         Ok(PythonEnv {
-            worker,
-            output,
-            has_reset: false,
+            inner: PythonVecEnv::start_with(env, 1, false, max_episode_steps)?,
         })
     }
 
-    /// Sends `command` and copies its results (no final observations: the
-    /// caller resets).
-    fn call(&mut self, command: &str) -> Result<(), EnvError> {
-        self.worker.call_step(command)?;
-        read_results(&self.worker, &mut self.output, false);
-        Ok(())
-    }
-
-    fn copy_observation(&mut self, obs: &mut [f32]) -> Result<(), EnvError> {
-        cml_envs::check_observation_buffer(&self.worker.name, &self.worker.observation_space, obs)?;
-        obs.copy_from_slice(self.output.buffers_mut().observations);
+    fn copy_observation(&self, obs: &mut [f32]) -> Result<(), EnvError> {
+        let (name, space) = (&self.inner.worker.name, &self.inner.worker.observation_space);
+        cml_envs::check_observation_buffer(name, space, obs)?;
+        obs.copy_from_slice(self.inner.observations());
         Ok(())
     }
 }
 
 impl Env for PythonEnv {
     fn observation_space(&self) -> &Space {
-        &self.worker.observation_space
+        self.inner.observation_space()
     }
 
     fn action_space(&self) -> &Space {
-        &self.worker.action_space
+        self.inner.action_space()
     }
 
     fn reset(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Result<(), EnvError> {
-        self.call(&reset_command(seed))?;
-        self.has_reset = true;
+        self.inner.reset(seed)?;
         self.copy_observation(obs)
     }
 
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
-        if !self.has_reset {
-            return Err(EnvError::ResetNeeded {
-                env: self.worker.name.clone(),
-            });
-        }
-        let (name, space) = (&self.worker.name, &self.worker.action_space);
+        let (name, space) = (&self.inner.worker.name, &self.inner.worker.action_space);
         let discrete;
         let actions = match space {
             Space::Discrete(_) => {
@@ -147,27 +145,18 @@ impl Env for PythonEnv {
             }
             Space::Box { .. } => VecActions::Continuous(continuous_action(name, space, action)?),
         };
-        write_actions(&mut self.worker, actions)?;
-        self.call("step")?;
-        let out = self.output.buffers_mut();
+        self.inner.step(actions)?;
         let step = Step {
-            reward: out.rewards[0],
-            terminated: out.terminated[0],
-            truncated: out.truncated[0],
+            reward: self.inner.rewards()[0],
+            terminated: self.inner.terminated()[0],
+            truncated: self.inner.truncated()[0],
         };
         if step.done() {
             // The caller resets; until then the env refuses to step.
-            self.has_reset = false;
+            self.inner.has_reset = false;
         }
         self.copy_observation(obs)?;
         Ok(step)
-    }
-}
-
-fn reset_command(seed: Option<u64>) -> String {
-    match seed {
-        Some(seed) => format!("reset {seed}"),
-        None => "reset none".to_string(),
     }
 }
 

@@ -28,11 +28,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 enum SpaceDescription {
-    Discrete {
-        n: u64,
-        #[allow(dead_code)]
-        start: i64,
-    },
+    /// (`start` is applied by the worker: our actions are 0..n.)
+    Discrete { n: u64 },
     Box {
         shape: Vec<usize>,
         dtype: String,
