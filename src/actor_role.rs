@@ -31,6 +31,7 @@ pub fn host_config(config: &Config, max_unrolls: Option<u64>) -> anyhow::Result<
         max_unrolls,
         report_interval: Duration::from_secs_f64(a.report_interval_s),
         paced: config.learner.replay_ratio.is_some(),
+        env_restarts: a.restart_limit(),
         apex: match config.learner.algorithm {
             AlgorithmKind::Impala => None,
             AlgorithmKind::ApexDqn => {

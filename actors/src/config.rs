@@ -30,6 +30,12 @@ pub struct ActorConfig {
     /// workers × envs_per_worker, so N = hosts × actors per host and host h's
     /// actors are i = h·(actors per host) + local index.
     pub hosts: u64,
+    /// A worker whose envs fail (an error from `step`/`reset`, a Python
+    /// worker process that crashed or hung) makes them afresh, at most this
+    /// many times within `env_restart_window_s`; one failure more stops the
+    /// host with the error. 0: the first failure does.
+    pub env_restart_limit: u32,
+    pub env_restart_window_s: f64,
 }
 
 impl Default for ActorConfig {
@@ -45,6 +51,8 @@ impl Default for ActorConfig {
             epsilon_base: 0.4,
             epsilon_alpha: 7.0,
             hosts: 1,
+            env_restart_limit: 5,
+            env_restart_window_s: 600.0,
         }
     }
 }
@@ -70,6 +78,14 @@ impl ActorConfig {
             first_actor_index: self.host_id.saturating_mul(per_host),
             n_step,
             priority_eta,
+        }
+    }
+
+    /// How often a worker may make its envs afresh.
+    pub fn restart_limit(&self) -> crate::RestartLimit {
+        crate::RestartLimit {
+            limit: self.env_restart_limit,
+            window: std::time::Duration::from_secs_f64(self.env_restart_window_s),
         }
     }
 
@@ -100,6 +116,7 @@ impl ActorConfig {
                 u32::MAX
             ));
         }
+        cml_proto::config::check_seconds("env_restart_window_s", self.env_restart_window_s)?;
         cml_proto::config::check_seconds("report_interval_s", self.report_interval_s)
     }
 }

@@ -64,6 +64,8 @@ pub struct HostConfig {
     /// The shards pace inserts to the learner (`learner.replay_ratio`):
     /// waiting for credit is then the normal pace, not an outage.
     pub paced: bool,
+    /// How often a worker may make its failed envs afresh.
+    pub env_restarts: crate::RestartLimit,
 }
 
 /// What a host did, for logs, tests and the time breakdown.
@@ -73,6 +75,10 @@ pub struct HostReport {
     pub unrolls_delivered: u64,
     pub env_steps_delivered: u64,
     pub episodes: u64,
+    /// Times a worker's envs failed and were made afresh, and the episodes
+    /// those failures cut short (not counted in `episodes`).
+    pub env_restarts: u64,
+    pub episodes_cut_short: u64,
     pub refused_inserts: u64,
     /// Unrolls handed to no shard (ZeroMQ's queue to a vanished shard full).
     pub dropped_unrolls: u64,
@@ -144,15 +150,8 @@ impl ActorHost {
         let mut workers = Vec::with_capacity(config.workers);
         for w in 0..config.workers {
             let first = (config.host_id << 32) + (w * config.envs_per_worker) as u64;
-            let venv = cml_envs::make_vec_with_time_limit(
-                &config.env_id,
-                &config.env_params,
-                config.envs_per_worker,
-                config
-                    .max_episode_steps
-                    .or(cml_envs::max_episode_steps(&config.env_id).ok().flatten()),
-            )
-            .map_err(|e| ActorError::Env(e.to_string()))?;
+            let mut make = env_factory(config);
+            let venv = make().map_err(|e| ActorError::Env(e.to_string()))?;
             workers.push(
                 Worker::new(
                     w,
@@ -163,7 +162,8 @@ impl ActorHost {
                     &config.net,
                     config.apex.as_ref(),
                 )?
-                .named(&config.env_id),
+                .named(&config.env_id)
+                .restarting(make, config.env_restarts),
             );
         }
         let layout = workers[0].layout().clone();
@@ -226,6 +226,15 @@ impl ActorHost {
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
     }
+}
+
+/// Makes one worker's K envs (again, after a failure).
+fn env_factory(config: &HostConfig) -> crate::EnvFactory {
+    let (id, params, k) = (config.env_id.clone(), config.env_params.clone(), config.envs_per_worker);
+    let max_steps = config
+        .max_episode_steps
+        .or(cml_envs::max_episode_steps(&config.env_id).ok().flatten());
+    Box::new(move || cml_envs::make_vec_with_time_limit(&id, &params, k, max_steps))
 }
 
 fn worker_loop(
@@ -304,6 +313,8 @@ fn io_loop(io: &Io<'_>) -> Result<HostReport, ActorError> {
         policy_version: report.weights_version,
         uptime_s: started.elapsed().as_secs_f64(),
         paused_s: report.paused_seconds,
+        env_restarts_total: report.env_restarts,
+        episodes_cut_short_total: report.episodes_cut_short,
         leaving,
     };
     let result = deliver(&ctx, io, &mut follower, &mut report, &status);
@@ -404,6 +415,8 @@ fn deliver(
         };
         let mut episodes = chunk.episodes.clone();
         report.episodes += episodes.len() as u64;
+        report.env_restarts += chunk.env_restarts;
+        report.episodes_cut_short += chunk.episodes_cut_short;
         let mut b0 = 0;
         while b0 < chunk.count {
             let b1 = (b0 + batch).min(chunk.count);
@@ -478,6 +491,7 @@ fn deliver(
                 ),
                 version = report.weights_version,
                 paused_s = format!("{:.1}", report.paused_seconds),
+                env_restarts = report.env_restarts,
                 "actor host"
             );
             last_report = Instant::now();

@@ -18,7 +18,9 @@ pub mod worker;
 pub use config::ActorConfig;
 pub use exploration::ApexActing;
 pub use host::{ActorHost, HostConfig, HostReport};
-pub use worker::{layout_for, policy_from_weights, UnrollChunk, VersionedPolicy, Worker, WorkerTimings};
+pub use worker::{
+    layout_for, policy_from_weights, EnvFactory, RestartLimit, UnrollChunk, VersionedPolicy, Worker, WorkerTimings,
+};
 
 /// Errors of an actor host; each names what failed.
 #[derive(Debug, thiserror::Error)]

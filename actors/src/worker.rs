@@ -7,10 +7,10 @@
 //! T ticks the K unrolls are complete, already in the wire layout
 //! (batch-major frames, `cml_proto::unroll`), and go to the I/O thread.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor};
-use cml_envs::{BoxDtype, Space, VecActions, VectorEnv};
+use cml_envs::{BoxDtype, EnvError, Space, VecActions, VectorEnv};
 use cml_policy::lstm_core::LstmCore;
 use cml_policy::q_values::dueling_q;
 use cml_policy::{ActionKind, Core, NetConfig, PolicyNet, PolicyParams};
@@ -48,6 +48,32 @@ pub struct UnrollChunk {
     pub episodes: Vec<Episode>,
     /// Each unroll's first replay priority (Ape-X actors); empty: none.
     pub priorities: Vec<f64>,
+    /// Times the worker's envs failed and were made afresh while these
+    /// unrolls were filled, and the episodes that failure cut short.
+    pub env_restarts: u64,
+    pub episodes_cut_short: u64,
+}
+
+/// Makes a worker's vector env afresh after it failed (a crashed or hung
+/// Python worker process, an env that returned an error).
+pub type EnvFactory = Box<dyn FnMut() -> Result<Box<dyn VectorEnv>, EnvError> + Send>;
+
+/// How often a worker may make its envs afresh: at most `limit` times
+/// within any `window`; one failure more stops the worker with the error.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RestartLimit {
+    pub limit: u32,
+    pub window: Duration,
+}
+
+struct Restarter {
+    make: EnvFactory,
+    limit: RestartLimit,
+    /// When recent restarts happened (within `limit.window`).
+    recent: Vec<Instant>,
+    /// Restarts since the worker started (each fresh set of envs is seeded
+    /// apart from the earlier ones with it).
+    total: u64,
 }
 
 /// Nanoseconds spent per phase (for the time breakdown).
@@ -164,6 +190,12 @@ pub struct Worker {
     /// at the start of an episode; empty without a core.
     states: Vec<f32>,
     timings: WorkerTimings,
+    /// The base seed (envs are reset with `seed + first_actor`).
+    seed: u64,
+    /// Makes the envs afresh when they fail; None: a failure is an error.
+    restarter: Option<Restarter>,
+    /// The env error of the current `fill_once`, which a restart may cure.
+    env_failure: Option<String>,
 }
 
 impl Worker {
@@ -233,7 +265,22 @@ impl Worker {
             greedy,
             states: vec![0.0; num_actors * state_size],
             timings: WorkerTimings::default(),
+            seed,
+            restarter: None,
+            env_failure: None,
         })
+    }
+
+    /// When the envs fail (an error from `step` or `reset`), the worker
+    /// makes them afresh with `make` and goes on, up to `limit`.
+    pub fn restarting(mut self, make: EnvFactory, limit: RestartLimit) -> Worker {
+        self.restarter = Some(Restarter {
+            make,
+            limit,
+            recent: Vec::new(),
+            total: 0,
+        });
+        self
     }
 
     /// Names the env in errors (its id).
@@ -278,17 +325,102 @@ impl Worker {
             frames,
             episodes: Vec::new(),
             priorities: Vec::with_capacity(self.num_actors),
+            env_restarts: 0,
+            episodes_cut_short: 0,
         }
     }
 
     /// Runs T ticks with `policy` and writes the K unrolls into `chunk`.
+    /// When the envs fail and the worker is `restarting`, the unrolls in
+    /// progress are dropped, the envs are made afresh and the K unrolls are
+    /// filled from their first observations (the episodes finished before
+    /// the failure are kept).
     pub fn fill(&mut self, policy: &VersionedPolicy, chunk: &mut UnrollChunk) -> Result<(), ActorError> {
+        chunk.episodes.clear();
+        chunk.env_restarts = 0;
+        chunk.episodes_cut_short = 0;
+        loop {
+            let result = self.fill_once(policy, chunk);
+            match (result, self.env_failure.take()) {
+                (Err(_), Some(failure)) if self.restarter.is_some() => {
+                    chunk.episodes_cut_short += self.restart_envs(&failure)?;
+                    chunk.env_restarts += 1;
+                }
+                (result, _) => return result,
+            }
+        }
+    }
+
+    /// The error for a failed `step` or `reset`, noted for `fill`.
+    fn env_failed(&mut self, e: EnvError) -> ActorError {
+        let message = e.to_string();
+        self.env_failure = Some(message.clone());
+        ActorError::Env(message)
+    }
+
+    /// Makes the envs afresh after `failure` and resets them (seeded apart
+    /// from every earlier set); returns the episodes cut short. An error
+    /// when the restart limit is spent or the new envs cannot be made.
+    fn restart_envs(&mut self, failure: &str) -> Result<u64, ActorError> {
+        let Some(restarter) = &mut self.restarter else {
+            return Err(ActorError::Env(failure.to_string()));
+        };
+        let now = Instant::now();
+        let RestartLimit { limit, window } = restarter.limit;
+        restarter.recent.retain(|&t| now.duration_since(t) < window);
+        if restarter.recent.len() >= limit as usize {
+            return Err(ActorError::Env(format!(
+                "{failure} (worker {}: the envs failed {} times within {:.0} s, more than \
+                 actor.env_restart_limit = {limit} allows)",
+                self.index,
+                limit + 1,
+                window.as_secs_f64()
+            )));
+        }
+        restarter.recent.push(now);
+        restarter.total += 1;
+        let cut_short = self.episode_lengths.iter().filter(|&&n| n > 0).count() as u64;
+        tracing::warn!(
+            worker = self.index,
+            restart = restarter.total,
+            episodes_cut_short = cut_short,
+            "{failure}; making the worker's envs afresh"
+        );
+        let venv = (restarter.make)().map_err(|e| ActorError::Env(format!("restarting the envs: {e}")))?;
+        if venv.num_envs() != self.num_actors
+            || venv.observation_space() != self.venv.observation_space()
+            || venv.action_space() != self.venv.action_space()
+        {
+            return Err(ActorError::Env(format!(
+                "{}: the restarted envs differ from the first ones ({} envs, observations {}, actions {})",
+                self.env_name,
+                venv.num_envs(),
+                venv.observation_space(),
+                venv.action_space()
+            )));
+        }
+        // Restart r seeds env i with seed + first_actor + i + r·φ·2⁶⁴ (mod
+        // 2⁶⁴): apart from the first set and from other hosts' seeds.
+        let seed = self
+            .seed
+            .wrapping_add(self.first_actor)
+            .wrapping_add(restarter.total.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        self.venv = venv;
+        self.venv
+            .reset(Some(seed))
+            .map_err(|e| ActorError::Env(format!("restarted envs: {e}")))?;
+        self.episode_returns.fill(0.0);
+        self.episode_lengths.fill(0);
+        self.states.fill(0.0);
+        Ok(cut_short)
+    }
+
+    fn fill_once(&mut self, policy: &VersionedPolicy, chunk: &mut UnrollChunk) -> Result<(), ActorError> {
         let t_len = self.layout.unroll_length as usize;
         let d = self.layout.obs_dim();
         let (dtype, ob) = (self.layout.observation_dtype, self.layout.observation_bytes());
         let k = self.num_actors;
         chunk.policy_version = policy.version;
-        chunk.episodes.clear();
         chunk.frames[FINAL_OBSERVATIONS].clear();
         // Steps not yet taken count as not truncated (`truncations_before`).
         chunk.frames[TRUNCATED].fill(0);
@@ -358,7 +490,9 @@ impl Worker {
                 ActionLayout::Discrete { .. } => VecActions::Discrete(&self.discrete_actions),
                 ActionLayout::Continuous { .. } => VecActions::Continuous(&self.continuous_actions),
             };
-            self.venv.step(actions).map_err(|e| ActorError::Env(e.to_string()))?;
+            if let Err(e) = self.venv.step(actions) {
+                return Err(self.env_failed(e));
+            }
             let stepped = Instant::now();
             self.timings.env_ns += (stepped - sampled).as_nanos() as u64;
             if let (Some(hc), Some(core)) = (&hc, policy.net.core()) {

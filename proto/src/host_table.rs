@@ -52,6 +52,10 @@ pub struct HostRow {
     pub policy_version: u64,
     pub uptime_s: f64,
     pub paused_s: f64,
+    /// Times the host's envs failed and were made afresh, and the episodes
+    /// cut short by it.
+    pub env_restarts_total: u64,
+    pub episodes_cut_short_total: u64,
     /// Seconds since its last status.
     pub last_seen_s: f64,
     /// `"active"` or `"gone"`.
@@ -102,6 +106,8 @@ impl HostTable {
                 policy_version: 0,
                 uptime_s: 0.0,
                 paused_s: 0.0,
+                env_restarts_total: 0,
+                episodes_cut_short_total: 0,
                 last_seen_s: 0.0,
                 state: "active",
                 left: false,
@@ -128,6 +134,8 @@ impl HostTable {
         row.policy_version = status.policy_version;
         row.uptime_s = finite_or_zero(status.uptime_s);
         row.paused_s = finite_or_zero(status.paused_s);
+        row.env_restarts_total = status.env_restarts_total;
+        row.episodes_cut_short_total = status.episodes_cut_short_total;
         row.left = status.leaving;
         if status.leaving {
             row.env_steps_per_s = 0.0;

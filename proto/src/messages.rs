@@ -303,6 +303,13 @@ pub struct HostStatus {
     /// Seconds the host waited for replay credit, in total.
     #[serde(default)]
     pub paused_s: f64,
+    /// Times a worker's envs failed (a crashed or hung env process, an env
+    /// error) and were made afresh, and the episodes those failures cut
+    /// short (not in `episodes_total`).
+    #[serde(default)]
+    pub env_restarts_total: u64,
+    #[serde(default)]
+    pub episodes_cut_short_total: u64,
     /// The host is stopping: this is its last status.
     #[serde(default)]
     pub leaving: bool,
