@@ -89,12 +89,7 @@ fn training_goes_on_when_a_python_worker_is_killed() {
             std::thread::sleep(Duration::from_millis(100));
         };
         assert!(replaced.contains(&workers[1]), "{workers:?} -> {replaced:?}");
-        let run = std::fs::read_dir(dir.join("runs"))
-            .unwrap()
-            .flatten()
-            .next()
-            .unwrap()
-            .path();
+        let run = run_dir(dir).unwrap();
         let log = std::fs::read_to_string(run.join("logs").join("actor.log")).unwrap_or_default();
         assert!(log.contains("making the worker's envs afresh"), "actor.log: {log}");
         // Training goes on: hundreds of learner steps after the kill.
@@ -139,9 +134,14 @@ fn python_workers_under(pid: u32) -> Vec<u32> {
     found
 }
 
+/// The one run directory under `dir`/runs.
+fn run_dir(dir: &Path) -> Option<std::path::PathBuf> {
+    Some(std::fs::read_dir(dir.join("runs")).ok()?.flatten().next()?.path())
+}
+
 /// The learner step of the last metrics.csv row of the run under `dir`.
 fn last_learner_step(dir: &Path) -> Option<u64> {
-    let run = std::fs::read_dir(dir.join("runs")).ok()?.flatten().next()?.path();
+    let run = run_dir(dir)?;
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).ok()?;
     let header: Vec<&str> = metrics.lines().next()?.split(',').collect();
     let column = header.iter().position(|&c| c == "learner_steps")?;
@@ -195,12 +195,7 @@ fn shipped_config_learns(name: &str, edit: impl FnOnce(String) -> String, during
     assert!(status.success(), "{status:?}: {stdout}");
     assert!(stdout.contains("reached 150"), "stopped before learning: {stdout}");
 
-    let run = std::fs::read_dir(dir.join("runs"))
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
+    let run = run_dir(&dir).unwrap();
     // The row of the step that met the target is the last one in metrics.csv.
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     let last: Vec<&str> = metrics.lines().last().unwrap().split(',').collect();
