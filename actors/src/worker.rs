@@ -271,7 +271,7 @@ impl Worker {
         })
     }
 
-    /// When the envs fail (an error from `step` or `reset`), the worker
+    /// When the envs fail (an error from `step`), the worker
     /// makes them afresh with `make` and goes on, up to `limit`.
     pub fn restarting(mut self, make: EnvFactory, limit: RestartLimit) -> Worker {
         self.restarter = Some(Restarter {
@@ -400,7 +400,8 @@ impl Worker {
             )));
         }
         // Restart r seeds env i with seed + first_actor + i + r·φ·2⁶⁴ (mod
-        // 2⁶⁴): apart from the first set and from other hosts' seeds.
+        // 2⁶⁴): apart from the first set, and far from other hosts' seeds
+        // (which differ in the bits from 32 up).
         let seed = self
             .seed
             .wrapping_add(self.first_actor)
