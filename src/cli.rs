@@ -96,7 +96,17 @@ pub enum Command {
         time_limit: f64,
     },
     /// List the registered env ids with their spaces and time limits.
-    Envs,
+    Envs {
+        /// Also list what Gymnasium can make (`gymnasium:<id>`), asking the
+        /// Python interpreter `--python` (default $CML_PYTHON, else python3).
+        #[arg(long)]
+        gymnasium: bool,
+        #[arg(long, requires = "gymnasium")]
+        python: Option<String>,
+        /// Modules to import first, which register more envs (`ale_py`).
+        #[arg(long = "import", requires = "gymnasium")]
+        imports: Vec<String>,
+    },
     /// Run replay shard I of the config's N shards (until SIGINT/SIGTERM).
     Replay {
         #[arg(long)]
@@ -213,7 +223,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{report}");
             Ok(())
         }
-        Command::Envs => {
+        Command::Envs {
+            gymnasium,
+            python,
+            imports,
+        } => {
             for id in cml_envs::registered_ids() {
                 let env = cml_envs::make(&id, &cml_envs::Params::new());
                 let limit = cml_envs::max_episode_steps(&id)?;
@@ -228,6 +242,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                         );
                     }
                     Err(e) => println!("{id}\t(needs parameters: {e})\tmax_episode_steps {limit}"),
+                }
+            }
+            if gymnasium {
+                let python = python
+                    .unwrap_or_else(|| std::env::var(cml_pyenvs::PYTHON_VAR).unwrap_or_else(|_| "python3".to_string()));
+                for (id, limit) in cml_pyenvs::gymnasium_ids(&python, &imports)? {
+                    let limit = limit.map_or("none".to_string(), |s| s.to_string());
+                    println!(
+                        "{}{id}\t(Python)\tmax_episode_steps {limit}",
+                        cml_pyenvs::GYMNASIUM_PREFIX
+                    );
                 }
             }
             Ok(())

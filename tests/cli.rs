@@ -117,6 +117,39 @@ fn envs_lists_the_builtins() {
     }
 }
 
+/// `envs --gymnasium` asks Python what `gymnasium.make` knows, with time
+/// limits; an `--import` that fails is an error naming the module.
+#[test]
+fn envs_lists_what_gymnasium_can_make() {
+    let Some(python) = cml_pyenvs::test_python(&["gymnasium"]) else {
+        return;
+    };
+    let out = cml_rl(&["envs", "--gymnasium", "--python", &python]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("CartPole-v1\tobservation"),
+        "the Rust envs come first: {stdout}"
+    );
+    for line in [
+        "gymnasium:CartPole-v1\t(Python)\tmax_episode_steps 500",
+        "gymnasium:LunarLander-v3\t(Python)\tmax_episode_steps 1000",
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "no line {line:?} in {stdout}");
+    }
+    let out = cml_rl(&[
+        "envs",
+        "--gymnasium",
+        "--python",
+        &python,
+        "--import",
+        "cml_no_such_module",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("No module named 'cml_no_such_module'"), "{stderr}");
+}
+
 #[test]
 fn train_refuses_a_config_together_with_resume() {
     let path = temp_config("both.toml", "[env]\nid = \"CartPole-v1\"\n");

@@ -126,6 +126,33 @@ pub fn python_can_import(python: &str, modules: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// What `python` (after importing `imports`, which register envs) can
+/// make with `gymnasium.make`: each registered id and its
+/// `max_episode_steps` (None: no time limit), sorted by id.
+pub fn gymnasium_ids(python: &str, imports: &[String]) -> Result<Vec<(String, Option<u64>)>, EnvError> {
+    const LIST: &str = "import importlib, json, sys\n\
+        for m in sys.argv[1:]:\n    importlib.import_module(m)\n\
+        import gymnasium\n\
+        print(json.dumps(sorted([k, v.max_episode_steps] for k, v in gymnasium.registry.items())))\n";
+    let failed = |message: String| EnvError::Other {
+        env: GYMNASIUM_PREFIX.trim_end_matches(':').to_string(),
+        message,
+    };
+    let out = std::process::Command::new(python)
+        .args(["-c", LIST])
+        .args(imports)
+        .output()
+        .map_err(|e| failed(format!("running `{python}`: {e} (set [env] python or ${PYTHON_VAR})")))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().last().unwrap_or("no output");
+        return Err(failed(format!(
+            "`{python}` could not list gymnasium's envs: {last} (pip install gymnasium, and the packages of --import)"
+        )));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| failed(format!("`{python}` listed envs unreadably: {e}")))
+}
+
 /// The interpreter the tests use: `$CML_PYTHON`, else `python3`, if it has
 /// `modules`. Under CI (`CI` set) a missing one is a failure, not a skip.
 pub fn test_python(modules: &[&str]) -> Option<String> {
