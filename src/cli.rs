@@ -245,8 +245,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             if gymnasium {
-                let python = python
-                    .unwrap_or_else(|| std::env::var(cml_pyenvs::PYTHON_VAR).unwrap_or_else(|_| "python3".to_string()));
+                let python = python.unwrap_or_else(cml_pyenvs::default_python);
                 for (id, limit) in cml_pyenvs::gymnasium_ids(&python, &imports)? {
                     let limit = limit.map_or("none".to_string(), |s| s.to_string());
                     println!(

@@ -30,7 +30,7 @@ pub struct ActorConfig {
     /// workers × envs_per_worker, so N = hosts × actors per host and host h's
     /// actors are i = h·(actors per host) + local index.
     pub hosts: u64,
-    /// A worker whose envs fail (an error from `step`/`reset`, a Python
+    /// A worker whose envs fail (an error from `step`, a Python
     /// worker process that crashed or hung) makes them afresh, at most this
     /// many times within `env_restart_window_s`; one failure more stops the
     /// host with the error. 0: the first failure does.

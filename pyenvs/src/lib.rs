@@ -54,7 +54,7 @@ impl GymnasiumEnv {
             id: id.into(),
             kwargs: toml::Table::new(),
             wrappers: Vec::new(),
-            python: std::env::var(PYTHON_VAR).unwrap_or_else(|_| "python3".to_string()),
+            python: default_python(),
             import: Vec::new(),
             step_timeout: Duration::from_secs(60),
         }
@@ -126,6 +126,11 @@ pub fn python_can_import(python: &str, modules: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// The interpreter used when none is named: `$CML_PYTHON`, else `python3`.
+pub fn default_python() -> String {
+    std::env::var(PYTHON_VAR).unwrap_or_else(|_| "python3".to_string())
+}
+
 /// What `python` (after importing `imports`, which register envs) can
 /// make with `gymnasium.make`: each registered id and its
 /// `max_episode_steps` (None: no time limit), sorted by id.
@@ -142,7 +147,7 @@ pub fn gymnasium_ids(python: &str, imports: &[String]) -> Result<Vec<(String, Op
         .args(["-c", LIST])
         .args(imports)
         .output()
-        .map_err(|e| failed(format!("running `{python}`: {e} (set [env] python or ${PYTHON_VAR})")))?;
+        .map_err(|e| failed(format!("running `{python}`: {e} (give --python, or set ${PYTHON_VAR})")))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let last = stderr.lines().last().unwrap_or("no output");
@@ -156,7 +161,7 @@ pub fn gymnasium_ids(python: &str, imports: &[String]) -> Result<Vec<(String, Op
 /// The interpreter the tests use: `$CML_PYTHON`, else `python3`, if it has
 /// `modules`. Under CI (`CI` set) a missing one is a failure, not a skip.
 pub fn test_python(modules: &[&str]) -> Option<String> {
-    let python = std::env::var(PYTHON_VAR).unwrap_or_else(|_| "python3".to_string());
+    let python = default_python();
     if python_can_import(&python, modules) {
         return Some(python);
     }
