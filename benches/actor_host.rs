@@ -8,6 +8,11 @@
 //! `CML_BENCH_ACTORS` (comma-separated totals, default 64,256,1024,4096,8192),
 //! `CML_BENCH_WORKERS` (default 2), `CML_BENCH_SHARDS` (default 2),
 //! `CML_BENCH_SECONDS` measured per point (default 5, after 2 s warm-up).
+//! Python envs: `CML_BENCH_ENV=gymnasium:<id>` with `CML_BENCH_ENV_TOML`,
+//! more `[env]` lines (e.g. `import = ["ale_py"]` and
+//! `vectorization = "vector_entry_point"`), one worker process per actor
+//! worker (`CML_PYTHON` names the interpreter); `benches/python_envs.sh`
+//! runs it side by side with Gymnasium's own vector envs.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -47,6 +52,22 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The Python env `id` with the `[env]` keys of `extra` the bench knows.
+fn gymnasium_env(id: &str, extra: &str) -> cml_pyenvs::GymnasiumEnv {
+    let table: toml::Table = toml::from_str(extra).expect("CML_BENCH_ENV_TOML: [env] lines");
+    let mut env = cml_pyenvs::GymnasiumEnv::new(id);
+    for (key, value) in table {
+        match key.as_str() {
+            "import" => env.import = value.try_into().expect("import: a list of modules"),
+            "kwargs" => env.kwargs = value.try_into().expect("kwargs: a table"),
+            "vectorization" => env.vectorization = value.try_into().expect("vectorization"),
+            "observation_layout" => env.observation_layout = value.try_into().expect("observation_layout"),
+            other => panic!("CML_BENCH_ENV_TOML: the bench does not know `{other}`"),
+        }
+    }
+    env
+}
+
 fn main() {
     let bin = env!("CARGO_BIN_EXE_cml-rl");
     let totals: Vec<usize> = env_or("CML_BENCH_ACTORS", "64,256,1024,4096,8192")
@@ -58,9 +79,12 @@ fn main() {
     let seconds: u64 = env_or("CML_BENCH_SECONDS", "5").parse().unwrap();
     let env_id = env_or("CML_BENCH_ENV", "CartPole-v1");
     let torso = env_or("CML_BENCH_TORSO", "mlp");
+    let env_toml = env_or("CML_BENCH_ENV_TOML", "");
+    if let Some(id) = env_id.strip_prefix(cml_pyenvs::GYMNASIUM_PREFIX) {
+        cml_pyenvs::register(&gymnasium_env(id, &env_toml)).unwrap();
+    }
     let (observation_shape, actions) = {
-        use cml_envs::Env;
-        let env = cml_envs::make(&env_id, &cml_envs::Params::new()).unwrap();
+        let env = cml_envs::make_vec_with_time_limit(&env_id, &cml_envs::Params::new(), 1, None).unwrap();
         let shape = env.observation_space().box_shape().unwrap().to_vec();
         let cml_envs::Space::Discrete(n) = env.action_space() else {
             panic!("{env_id}: the bench needs a discrete action space");
@@ -106,7 +130,7 @@ fn main() {
         std::fs::write(
             &config,
             format!(
-                "[env]\nid = \"{env_id}\"\n[model]\ntorso = \"{torso}\"\n[transport]\nkey_file = \"run.key\"\n\
+                "[env]\nid = \"{env_id}\"\n{env_toml}\n[model]\ntorso = \"{torso}\"\n[transport]\nkey_file = \"run.key\"\n\
                  [replay]\nshards = {shards}\nbase_port = {base}\ncapacity = 200000\ncredit_window = 1024\n\
                  [actor]\nworkers = {workers}\nenvs_per_worker = {k}\ninsert_batch = 128\nreport_interval_s = 60\n\
                  [learner]\nweights_endpoint = \"tcp://127.0.0.1:{wp}\"\nweights_request_endpoint = \"tcp://127.0.0.1:{wr}\"\n"

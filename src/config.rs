@@ -107,6 +107,15 @@ pub struct EnvConfig {
     /// it counts as hung.
     #[serde(default)]
     pub step_timeout_s: Option<f64>,
+    /// `gymnasium:` ids: `"none"` (K envs from `gymnasium.make`, the
+    /// default) or `"vector_entry_point"` (the id's own batched vector env,
+    /// e.g. ale_py's C++ `AtariVectorEnv`; `[env.kwargs]` are its options).
+    #[serde(default)]
+    pub vectorization: Option<cml_pyenvs::Vectorization>,
+    /// `gymnasium:` ids: `"hwc"` (default) or `"chw"` for envs whose image
+    /// observations are channels first; they are stored channels last.
+    #[serde(default)]
+    pub observation_layout: Option<cml_pyenvs::ObservationLayout>,
 }
 
 /// One `[[env.wrappers]]` entry: a class of `gymnasium.wrappers` and its
@@ -217,6 +226,8 @@ impl Config {
         if let Some(seconds) = self.env.step_timeout_s {
             env.step_timeout = std::time::Duration::from_secs_f64(seconds);
         }
+        env.vectorization = self.env.vectorization.unwrap_or_default();
+        env.observation_layout = self.env.observation_layout.unwrap_or_default();
         Some(env)
     }
 
@@ -267,6 +278,8 @@ impl Config {
                 ("python", self.env.python.is_some()),
                 ("import", !self.env.import.is_empty()),
                 ("step_timeout_s", self.env.step_timeout_s.is_some()),
+                ("vectorization", self.env.vectorization.is_some()),
+                ("observation_layout", self.env.observation_layout.is_some()),
             ];
             if let Some((key, _)) = python_keys.iter().find(|(_, set)| *set) {
                 return Err(format!(
@@ -277,6 +290,21 @@ impl Config {
             }
         } else if !self.env.params.is_empty() {
             return Err("env.params: Python envs take [env.kwargs] (handed to gymnasium.make)".to_string());
+        } else if self.env.vectorization == Some(cml_pyenvs::Vectorization::VectorEntryPoint) {
+            if !self.env.wrappers.is_empty() {
+                return Err(
+                    "env.wrappers: not with vectorization = \"vector_entry_point\" (wrappers wrap single \
+                            envs; give the vector env's own options in [env.kwargs])"
+                        .to_string(),
+                );
+            }
+            if self.env.max_episode_steps.is_some() {
+                return Err(
+                    "env.max_episode_steps: not with vectorization = \"vector_entry_point\" (give the \
+                            vector env's own limit in [env.kwargs], for ALE `max_num_frames_per_episode`)"
+                        .to_string(),
+                );
+            }
         }
         if let Some(seconds) = self.env.step_timeout_s {
             if !(seconds.is_finite() && seconds > 0.0) {
@@ -488,6 +516,17 @@ mod tests {
         assert_eq!(g.step_timeout, std::time::Duration::from_millis(2500));
         assert_eq!(g.kwargs.get("continuous").and_then(|v| v.as_bool()), Some(true));
         assert_eq!(g.wrappers[0].0, "ClipReward");
+        assert_eq!(g.vectorization, cml_pyenvs::Vectorization::None);
+        assert_eq!(g.observation_layout, cml_pyenvs::ObservationLayout::Hwc);
+        let v = Config::parse(
+            "[env]\nid = \"gymnasium:ALE/Pong-v5\"\nvectorization = \"vector_entry_point\"\n\
+             observation_layout = \"chw\"\n",
+        )
+        .unwrap()
+        .gymnasium_env()
+        .unwrap();
+        assert_eq!(v.vectorization, cml_pyenvs::Vectorization::VectorEntryPoint);
+        assert_eq!(v.observation_layout, cml_pyenvs::ObservationLayout::Chw);
         assert!(Config::parse("[env]\nid = \"CartPole-v1\"\n")
             .unwrap()
             .gymnasium_env()
@@ -508,6 +547,27 @@ mod tests {
             (
                 "id = \"gymnasium:CartPole-v1\"\nstep_timeout_s = 0.0\n",
                 "env.step_timeout_s: must be a positive",
+            ),
+            (
+                "id = \"CartPole-v1\"\nvectorization = \"vector_entry_point\"\n",
+                "env.vectorization: only for Python envs",
+            ),
+            (
+                "id = \"gymnasium:ALE/Pong-v5\"\nvectorization = \"threads\"\n",
+                "env.vectorization: unknown variant `threads`",
+            ),
+            (
+                "id = \"gymnasium:ALE/Pong-v5\"\nobservation_layout = \"nchw\"\n",
+                "env.observation_layout: unknown variant `nchw`",
+            ),
+            (
+                "id = \"gymnasium:ALE/Pong-v5\"\nvectorization = \"vector_entry_point\"\n\
+                 [[env.wrappers]]\nname = \"AtariPreprocessing\"\n",
+                "env.wrappers: not with vectorization",
+            ),
+            (
+                "id = \"gymnasium:ALE/Pong-v5\"\nvectorization = \"vector_entry_point\"\nmax_episode_steps = 9\n",
+                "env.max_episode_steps: not with vectorization",
             ),
         ] {
             let e = Config::parse(&format!("[env]\n{text}")).unwrap_err();

@@ -35,12 +35,13 @@ fn rollout_runs_every_shipped_config() {
         configs.iter().any(|c| c.ends_with("minatar-breakout.toml")),
         "{configs:?}"
     );
-    // Python envs need a Python with gymnasium: `CML_PYTHON` (CI sets it).
-    let has_gymnasium = cml_pyenvs::test_python(&["gymnasium", "Box2D"]).is_some();
+    // Python envs need a Python with gymnasium, Box2D and ale-py:
+    // `CML_PYTHON` (CI sets it).
+    let has_gymnasium = cml_pyenvs::test_python(&["gymnasium", "Box2D", "ale_py"]).is_some();
     for config in &configs {
         let text = std::fs::read_to_string(config).expect("config");
         if text.contains("\"gymnasium:") && !has_gymnasium {
-            eprintln!("SKIPPED {config}: no Python with gymnasium[box2d] (set CML_PYTHON)");
+            eprintln!("SKIPPED {config}: no Python with gymnasium[box2d] and ale-py (set CML_PYTHON)");
             continue;
         }
         let out = cml_rl(&["rollout", config, "--episodes", "5", "--envs", "4"]);

@@ -16,11 +16,24 @@ ARCHITECTURE.md, "Python environments"):
 
 Shared memory layout (little-endian, each region starts at a multiple of 64
 bytes, in this order): actions [K] int64 (discrete) or [K, A] float32
-(continuous); observations [K, D] float32; final_observations [K, D]
-float32; rewards [K] float64; terminated [K] uint8; truncated [K] uint8.
+(continuous); observations [K, D]; final_observations [K, D]; rewards [K]
+float64; terminated [K] uint8; truncated [K] uint8. Observations are uint8
+when the observation space is a uint8 Box (1 byte a value, as the env makes
+them), float32 otherwise.
 With autoreset, an env whose episode ended is reset in the same step: its
 row of `observations` is the first of the next episode and
 `final_observations` holds the true last one.
+
+Two ways to make the K envs (spec `vectorization`):
+- "none": K envs from `gymnasium.make`, each wrapped by `wrappers`, stepped
+  one after another;
+- "vector_entry_point": one vector env from `gymnasium.make_vec(id, K,
+  vectorization_mode="vector_entry_point", autoreset_mode=SAME_STEP)`, the
+  env's own batched implementation (ale_py's `AtariVectorEnv`: C++ threads,
+  no GIL). Seeds above 2**31 - 1 are folded into [0, 2**31) for it (ALE
+  takes C ints).
+With `observation_layout` "chw", each observation of shape [C, H, W] is
+written as [H, W, C] (cml-rl's networks take channels last).
 """
 
 import json
@@ -43,12 +56,25 @@ def fail(message):
     sys.exit(1)
 
 
-def region_sizes(k, d, action_dim, discrete):
+def region_sizes(k, d, action_dim, discrete, obs_itemsize):
     action_bytes = k * 8 if discrete else k * action_dim * 4
-    return [action_bytes, k * d * 4, k * d * 4, k * 8, k, k]
+    return [action_bytes, k * d * obs_itemsize, k * d * obs_itemsize, k * 8, k, k]
 
 
-def describe(space, np, spaces, what):
+# The largest seed ALE's C++ vector env takes (a C int).
+ALE_SEED_LIMIT = 2**31
+
+
+def fold_seed(seed):
+    """A u64 seed as a non-negative C int: itself when it fits, else a
+    multiplicative hash of it (so seeds that differ above bit 31, such as
+    hosts' `host_id << 32`, stay apart)."""
+    if seed < ALE_SEED_LIMIT:
+        return seed
+    return ((seed * 0x9E3779B97F4A7C15) % 2**64) >> 33
+
+
+def describe(space, np, spaces, what, layout="hwc"):
     if isinstance(space, spaces.Discrete):
         return {"kind": "discrete", "n": int(space.n), "start": int(space.start)}
     if isinstance(space, spaces.Box):
@@ -64,16 +90,28 @@ def describe(space, np, spaces, what):
             flat = np.asarray(values, dtype=np.float64).reshape(-1)
             return [float(v) if np.isfinite(v) else None for v in flat]
 
+        shape = [int(s) for s in space.shape]
+        low, high = space.low, space.high
+        if layout == "chw":
+            if len(shape) != 3:
+                raise ValueError(f"observation_layout = \"chw\" needs rank-3 observations, got shape {space.shape}")
+            shape = shape[1:] + shape[:1]
+            low, high = chw_to_hwc(np, low), chw_to_hwc(np, high)
         return {
             "kind": "box",
-            "shape": [int(s) for s in space.shape],
+            "shape": shape,
             "dtype": name,
-            "low": bounds(space.low),
-            "high": bounds(space.high),
+            "low": bounds(low),
+            "high": bounds(high),
         }
     raise ValueError(
         f"{what} space {space} ({type(space).__name__}) is not supported: cml-rl takes Box and Discrete spaces"
     )
+
+
+def chw_to_hwc(np, values):
+    """[..., C, H, W] -> [..., H, W, C]."""
+    return np.moveaxis(np.asarray(values), -3, -1)
 
 
 def make_env(gym, spec):
@@ -107,27 +145,29 @@ def main():
             fail(f"[env] import: {e}: install it with `pip install {PIP_PACKAGES.get(e.name, e.name)}` for {sys.executable}")
     k = int(spec["num_envs"])
     autoreset = bool(spec["autoreset"])
+    layout = spec.get("observation_layout", "hwc")
     try:
-        envs = [make_env(gym, spec) for _ in range(k)]
-        obs_space = describe(envs[0].observation_space, np, spaces, "observation")
-        act_space = describe(envs[0].action_space, np, spaces, "action")
+        if spec.get("vectorization", "none") == "vector_entry_point":
+            envs = VectorEntryPoint(gym, np, spec, k)
+        else:
+            envs = SingleEnvs(gym, np, spec, k)
+        obs_space = describe(envs.observation_space, np, spaces, "observation", layout)
+        act_space = describe(envs.action_space, np, spaces, "action")
     except Exception as e:  # unknown id, bad kwargs, missing dependency of the env
         fail(f"gymnasium.make({spec['id']!r}): {type(e).__name__}: {e}")
     if obs_space["kind"] != "box":
-        fail(f"observation space {envs[0].observation_space} is not supported: cml-rl takes Box observations")
+        fail(f"observation space {envs.observation_space} is not supported: cml-rl takes Box observations")
     reply(json.dumps({"observation_space": obs_space, "action_space": act_space}))
 
     d = int(np.prod(obs_space["shape"], dtype=np.int64))
+    obs_dtype = np.uint8 if obs_space["dtype"] == "uint8" else np.float32
     discrete = act_space["kind"] == "discrete"
     action_dim = 1 if discrete else int(np.prod(act_space["shape"], dtype=np.int64))
-    start = act_space.get("start", 0)
-    action_shape = envs[0].action_space.shape
-    action_dtype = envs[0].action_space.dtype
 
     line = sys.stdin.readline().split(maxsplit=1)
     if len(line) != 2 or line[0] != "map":
         fail(f"expected `map <path>`, got {line!r}")
-    sizes = region_sizes(k, d, action_dim, discrete)
+    sizes = region_sizes(k, d, action_dim, discrete, np.dtype(obs_dtype).itemsize)
     offsets, at = [], 0
     for size in sizes:
         offsets.append(at)
@@ -138,12 +178,16 @@ def main():
         count = int(np.prod(shape, dtype=np.int64))
         return np.frombuffer(memory, dtype=dtype, count=count, offset=offsets[i]).reshape(shape)
 
-    actions = view(0, np.int64, (k,)) if discrete else view(0, np.float32, (k, action_dim))
-    observations = view(1, np.float32, (k, d))
-    finals = view(2, np.float32, (k, d))
-    rewards = view(3, np.float64, (k,))
-    terminated = view(4, np.uint8, (k,))
-    truncated = view(5, np.uint8, (k,))
+    # Observations are written through views of the env's own shape (with
+    # "chw", the views are transposed: a [K, C, H, W] view of [K, H, W, C] rows).
+    shm = Results(
+        actions=view(0, np.int64, (k,)) if discrete else view(0, np.float32, (k, action_dim)),
+        observations=obs_view(np, view(1, obs_dtype, (k, d)), obs_space["shape"], layout),
+        finals=obs_view(np, view(2, obs_dtype, (k, d)), obs_space["shape"], layout),
+        rewards=view(3, np.float64, (k,)),
+        terminated=view(4, np.uint8, (k,)),
+        truncated=view(5, np.uint8, (k,)),
+    )
     reply("ok")
 
     while True:
@@ -153,32 +197,14 @@ def main():
         words = line.split()
         try:
             if words[0] == "reset":
-                seed = None if words[1] == "none" else int(words[1])
-                for i, env in enumerate(envs):
-                    # seed + i wraps at 2**64, as the Rust envs' seeds do.
-                    obs, _ = env.reset(seed=None if seed is None else (seed + i) % 2**64)
-                    observations[i] = np.asarray(obs).reshape(-1)
-                rewards[:] = 0.0
-                terminated[:] = 0
-                truncated[:] = 0
+                envs.reset(None if words[1] == "none" else int(words[1]), shm)
+                shm.rewards[:] = 0.0
+                shm.terminated[:] = 0
+                shm.truncated[:] = 0
             elif words[0] == "step":
-                for i, env in enumerate(envs):
-                    if discrete:
-                        action = int(actions[i]) + start
-                    else:
-                        action = np.asarray(actions[i], dtype=action_dtype).reshape(action_shape)
-                    obs, reward, term, trunc, _ = env.step(action)
-                    rewards[i] = float(reward)
-                    terminated[i] = 1 if term else 0
-                    truncated[i] = 1 if trunc else 0
-                    observations[i] = np.asarray(obs).reshape(-1)
-                    if autoreset and (term or trunc):
-                        finals[i] = observations[i]
-                        obs, _ = env.reset()
-                        observations[i] = np.asarray(obs).reshape(-1)
+                envs.step(shm, autoreset)
             elif words[0] == "close":
-                for env in envs:
-                    env.close()
+                envs.close()
                 reply("ok")
                 return
             else:
@@ -187,6 +213,113 @@ def main():
             reply("error " + json.dumps(f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
             continue
         reply("ok")
+
+
+class Results:
+    """The numpy views of shared memory one call reads and writes."""
+
+    def __init__(self, **views):
+        self.__dict__.update(views)
+
+
+def obs_view(np, rows, shape, layout):
+    """[K, D] rows as [K, *env shape]: for "chw", the transposed view
+    [K, C, H, W] of [K, H, W, C], so assigning an env's CHW frame stores HWC."""
+    view = rows.reshape([rows.shape[0]] + list(shape))
+    return np.moveaxis(view, -1, -3) if layout == "chw" else view
+
+
+class SingleEnvs:
+    """K envs from `gymnasium.make`, stepped one after another."""
+
+    def __init__(self, gym, np, spec, k):
+        self.np = np
+        self.envs = [make_env(gym, spec) for _ in range(k)]
+        self.observation_space = self.envs[0].observation_space
+        self.action_space = self.envs[0].action_space
+        self.start = int(getattr(self.action_space, "start", 0))
+
+    def reset(self, seed, shm):
+        for i, env in enumerate(self.envs):
+            # seed + i wraps at 2**64, as the Rust envs' seeds do.
+            obs, _ = env.reset(seed=None if seed is None else (seed + i) % 2**64)
+            shm.observations[i] = obs
+
+    def step(self, shm, autoreset):
+        np, space = self.np, self.action_space
+        discrete = shm.actions.ndim == 1
+        for i, env in enumerate(self.envs):
+            if discrete:
+                action = int(shm.actions[i]) + self.start
+            else:
+                action = np.asarray(shm.actions[i], dtype=space.dtype).reshape(space.shape)
+            obs, reward, term, trunc, _ = env.step(action)
+            shm.rewards[i] = float(reward)
+            shm.terminated[i] = 1 if term else 0
+            shm.truncated[i] = 1 if trunc else 0
+            if autoreset and (term or trunc):
+                shm.finals[i] = obs
+                obs, _ = env.reset()
+            shm.observations[i] = obs
+
+    def close(self):
+        for env in self.envs:
+            env.close()
+
+
+class VectorEntryPoint:
+    """One vector env from the id's own vector entry point, reset in the
+    same step (`final_obs` in its info holds the true last observations)."""
+
+    def __init__(self, gym, np, spec, k):
+        from gymnasium.vector import AutoresetMode
+
+        self.np = np
+        self.env = gym.make_vec(
+            spec["id"],
+            num_envs=k,
+            vectorization_mode="vector_entry_point",
+            autoreset_mode=AutoresetMode.SAME_STEP,
+            **spec.get("make_kwargs", {}),
+        )
+        mode = self.env.metadata.get("autoreset_mode")
+        if mode is not None and AutoresetMode(mode) != AutoresetMode.SAME_STEP:
+            raise ValueError(f"the vector env resets in mode {mode}, not SAME_STEP")
+        self.observation_space = self.env.single_observation_space
+        self.action_space = self.env.single_action_space
+        self.start = int(getattr(self.action_space, "start", 0))
+        self.k = k
+
+    def reset(self, seed, shm):
+        np = self.np
+        if seed is None:
+            obs, _ = self.env.reset()
+        else:
+            seeds = np.array([fold_seed((seed + i) % 2**64) for i in range(self.k)], dtype=np.int64)
+            obs, _ = self.env.reset(seed=seeds)
+        shm.observations[:] = obs
+
+    def step(self, shm, autoreset):
+        np = self.np
+        actions = shm.actions + self.start if shm.actions.ndim == 1 else shm.actions
+        obs, reward, term, trunc, info = self.env.step(np.ascontiguousarray(actions))
+        shm.rewards[:] = reward
+        shm.terminated[:] = term
+        shm.truncated[:] = trunc
+        shm.observations[:] = obs
+        done = np.logical_or(term, trunc)
+        if done.any():
+            final = info.get("final_obs")
+            if final is None:
+                raise ValueError("the vector env ended an episode without `final_obs` in its info")
+            # Without autoreset (one env, reset by its caller) the last
+            # observation is the step's own.
+            rows = shm.finals if autoreset else shm.observations
+            for i in np.flatnonzero(done):
+                rows[i] = final[i]
+
+    def close(self):
+        self.env.close()
 
 
 if __name__ == "__main__":

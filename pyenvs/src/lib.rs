@@ -45,6 +45,60 @@ pub struct GymnasiumEnv {
     /// The longest a worker may take to answer one call before it counts
     /// as hung and is killed.
     pub step_timeout: Duration,
+    /// How a worker makes its K envs (`[env] vectorization`).
+    pub vectorization: Vectorization,
+    /// The order of the env's observation axes (`[env] observation_layout`).
+    pub observation_layout: ObservationLayout,
+}
+
+/// How a worker makes its K envs (`[env] vectorization`, named after
+/// `gymnasium.make_vec`'s `vectorization_mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Vectorization {
+    /// K envs from `gymnasium.make`, each with `[env] wrappers`, stepped
+    /// one after another in the worker.
+    #[default]
+    None,
+    /// One vector env from the id's own batched implementation
+    /// (`gymnasium.make_vec(..., vectorization_mode="vector_entry_point")`):
+    /// for `ALE/...` ids, ale_py's C++ `AtariVectorEnv`, which steps in
+    /// threads without the GIL and preprocesses frames itself (its options
+    /// go in `[env.kwargs]`). It takes no wrappers and seeds below 2³¹
+    /// (larger seeds are folded into that range).
+    VectorEntryPoint,
+}
+
+/// The order of an env's observation axes (`[env] observation_layout`).
+/// cml-rl's networks take `[H, W, C]`; a `"chw"` env's `[C, H, W]` frames
+/// (Gymnasium's frame stacks, ale_py's vector env) are transposed as the
+/// worker writes them, and the space is reported as `[H, W, C]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObservationLayout {
+    /// Channels last (or not an image): written as the env makes it.
+    #[default]
+    Hwc,
+    /// Channels first: written as `[H, W, C]`.
+    Chw,
+}
+
+impl Vectorization {
+    fn as_str(self) -> &'static str {
+        match self {
+            Vectorization::None => "none",
+            Vectorization::VectorEntryPoint => "vector_entry_point",
+        }
+    }
+}
+
+impl ObservationLayout {
+    fn as_str(self) -> &'static str {
+        match self {
+            ObservationLayout::Hwc => "hwc",
+            ObservationLayout::Chw => "chw",
+        }
+    }
 }
 
 impl GymnasiumEnv {
@@ -57,6 +111,8 @@ impl GymnasiumEnv {
             python: default_python(),
             import: Vec::new(),
             step_timeout: Duration::from_secs(60),
+            vectorization: Vectorization::None,
+            observation_layout: ObservationLayout::Hwc,
         }
     }
 
@@ -84,6 +140,8 @@ impl GymnasiumEnv {
             "import": self.import,
             "num_envs": num_envs,
             "autoreset": autoreset,
+            "vectorization": self.vectorization.as_str(),
+            "observation_layout": self.observation_layout.as_str(),
         })
         .to_string()
     }

@@ -209,8 +209,13 @@ fn read_results(worker: &WorkerProcess, output: &mut VecStepOutput, finals: bool
     let memory = &worker.memory[..];
     let k = worker.num_envs;
     let d = worker.observation_space.flat_dim();
+    let size = worker.observation_bytes();
     let out = output.buffers_mut();
-    read_f32s(&memory[r.observations..r.observations + k * d * 4], out.observations);
+    read_observations(
+        &memory[r.observations..r.observations + k * d * size],
+        size,
+        out.observations,
+    );
     for i in 0..k {
         out.rewards[i] = f64::from_le_bytes(
             memory[r.rewards + i * 8..r.rewards + i * 8 + 8]
@@ -223,15 +228,27 @@ fn read_results(worker: &WorkerProcess, output: &mut VecStepOutput, finals: bool
     if finals {
         for i in 0..k {
             if out.terminated[i] || out.truncated[i] {
-                let (from, to) = (r.final_observations + i * d * 4, i * d);
-                read_f32s(&memory[from..from + d * 4], &mut out.final_observations[to..to + d]);
+                let (from, to) = (r.final_observations + i * d * size, i * d);
+                read_observations(
+                    &memory[from..from + d * size],
+                    size,
+                    &mut out.final_observations[to..to + d],
+                );
             }
         }
     }
 }
 
-fn read_f32s(bytes: &[u8], dst: &mut [f32]) {
-    for (d, b) in dst.iter_mut().zip(bytes.chunks_exact(4)) {
-        *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+/// Observation values from shared memory: uint8 (`size` 1) or
+/// little-endian f32 (`size` 4).
+fn read_observations(bytes: &[u8], size: usize, dst: &mut [f32]) {
+    if size == 1 {
+        for (d, &b) in dst.iter_mut().zip(bytes) {
+            *d = f32::from(b);
+        }
+    } else {
+        for (d, b) in dst.iter_mut().zip(bytes.chunks_exact(4)) {
+            *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
     }
 }

@@ -57,10 +57,11 @@ pub(crate) struct Regions {
 }
 
 impl Regions {
-    /// The worker's `region_sizes`, each region starting at a multiple of 64.
-    pub fn new(k: usize, d: usize, action_dim: usize, discrete: bool) -> Regions {
+    /// The worker's `region_sizes`, each region starting at a multiple of
+    /// 64; observations take `obs_bytes` a value (1 for uint8, 4 for f32).
+    pub fn new(k: usize, d: usize, action_dim: usize, discrete: bool, obs_bytes: usize) -> Regions {
         let action_bytes = if discrete { k * 8 } else { k * action_dim * 4 };
-        let sizes = [action_bytes, k * d * 4, k * d * 4, k * 8, k, k];
+        let sizes = [action_bytes, k * d * obs_bytes, k * d * obs_bytes, k * 8, k, k];
         let mut offsets = [0usize; 6];
         let mut at = 0;
         for (offset, size) in offsets.iter_mut().zip(sizes) {
@@ -153,7 +154,7 @@ impl WorkerProcess {
             timeout: env.step_timeout,
             path: shm_path(),
             memory: MmapMut::map_anon(1).map_err(|e| fail(format!("mapping memory: {e}")))?,
-            regions: Regions::new(0, 0, 0, true),
+            regions: Regions::new(0, 0, 0, true, 4),
             observation_space: Space::Discrete(1),
             action_space: Space::Discrete(1),
             num_envs,
@@ -171,7 +172,7 @@ impl WorkerProcess {
         worker.action_space = space_from(hello.action_space).map_err(|e| fail(format!("action space: {e}")))?;
         let d = worker.observation_space.flat_dim();
         let (discrete, action_dim) = (worker.action_space.is_discrete(), worker.action_space.flat_dim());
-        worker.regions = Regions::new(num_envs, d, action_dim, discrete);
+        worker.regions = Regions::new(num_envs, d, action_dim, discrete, worker.observation_bytes());
         worker.memory = create_shared(&worker.path, worker.regions.total)
             .map_err(|e| fail(format!("shared memory {}: {e}", worker.path.display())))?;
         worker.call(&format!("map {}", worker.path.display()), START_TIMEOUT)?;
@@ -236,6 +237,15 @@ impl WorkerProcess {
                 "the Python worker (pid {}) died during `{doing}` ({status}); its traceback, if any, is on stderr above",
                 self.child.id()
             ),
+        }
+    }
+
+    /// Bytes a value of an observation takes in shared memory: 1 for a
+    /// uint8 Box (as the env makes it), 4 (f32) otherwise.
+    pub fn observation_bytes(&self) -> usize {
+        match self.observation_space.box_dtype() {
+            Some(BoxDtype::U8) => 1,
+            _ => 4,
         }
     }
 
@@ -350,7 +360,7 @@ mod tests {
 
     #[test]
     fn regions_start_at_multiples_of_64_and_do_not_overlap() {
-        let r = Regions::new(3, 5, 1, true);
+        let r = Regions::new(3, 5, 1, true, 4);
         assert_eq!(r.actions, 0);
         assert_eq!(r.observations, 64); // 24 bytes of actions
         assert_eq!(r.final_observations, 128); // 60 bytes of observations
@@ -358,8 +368,11 @@ mod tests {
         assert_eq!(r.terminated, 256);
         assert_eq!(r.truncated, 320);
         assert_eq!(r.total, 384);
-        let c = Regions::new(2, 1, 3, false);
+        let c = Regions::new(2, 1, 3, false, 4);
         assert_eq!(c.observations, 64); // 2 × 3 f32
+        let u = Regions::new(2, 100, 1, true, 1);
+        assert_eq!(u.final_observations, 64 + 256); // 200 bytes of u8 observations
+        assert_eq!(u.rewards, 64 + 256 + 256);
     }
 
     #[test]

@@ -11,8 +11,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cml_envs::{Env, Params, VecActions, VectorEnv};
-use cml_pyenvs::{GymnasiumEnv, PythonEnv, PythonVecEnv, SHM_PREFIX};
+use cml_envs::{BoxDtype, Env, Params, Space, VecActions, VectorEnv};
+use cml_pyenvs::{GymnasiumEnv, ObservationLayout, PythonEnv, PythonVecEnv, Vectorization, SHM_PREFIX};
 
 fn python() -> Option<String> {
     cml_pyenvs::test_python(&["gymnasium", "numpy"])
@@ -104,6 +104,119 @@ fn one_env_is_reset_by_its_caller_and_discrete_start_is_applied() {
     assert_eq!(obs, [0.1f32; 3]);
     let e = env.step(cml_envs::Action::Discrete(2), &mut obs).unwrap_err();
     assert!(e.to_string().contains("outside the action space Discrete(2)"), "{e}");
+}
+
+/// `Frames`' value at `[h, w, c]` of the HWC observation (see cml_test_envs.py).
+fn frame_value(h: usize, w: usize, c: usize, t: usize) -> f32 {
+    (100 * c + 10 * h + w + t) as f32
+}
+
+#[test]
+fn uint8_chw_frames_arrive_channels_last_from_single_and_vector_envs() {
+    let Some(python) = python() else { return };
+    for vectorization in [Vectorization::None, Vectorization::VectorEntryPoint] {
+        let mut spec = test_envs(&python, "CmlTest/Frames-v0");
+        spec.observation_layout = ObservationLayout::Chw;
+        spec.vectorization = vectorization;
+        let k = 2;
+        let mut env = PythonVecEnv::start(&spec, k, None).unwrap();
+        let Space::Box { shape, dtype, .. } = env.observation_space() else {
+            panic!("{vectorization:?}: not a box")
+        };
+        assert_eq!(
+            (shape.as_slice(), *dtype),
+            ([3, 4, 2].as_slice(), BoxDtype::U8),
+            "{vectorization:?}"
+        );
+        // A seed above 2³¹ (ALE's limit): folded for the vector env, kept for single envs.
+        let seed = (1u64 << 40) + 5;
+        env.reset(Some(seed)).unwrap();
+        let check = |obs: &[f32], t: usize, what: &str| {
+            for (h, w, c) in (0..3).flat_map(|h| (0..4).flat_map(move |w| (0..2).map(move |c| (h, w, c)))) {
+                if (h, w, c) != (2, 3, 1) {
+                    assert_eq!(
+                        obs[(h * 4 + w) * 2 + c],
+                        frame_value(h, w, c, t),
+                        "{vectorization:?} {what} at {h},{w},{c}"
+                    );
+                }
+            }
+        };
+        for i in 0..k {
+            check(&env.observations()[i * 24..(i + 1) * 24], 0, "reset");
+        }
+        let seeds: Vec<f32> = (0..k).map(|i| env.observations()[i * 24 + 23]).collect();
+        assert_ne!(seeds[0], seeds[1], "{vectorization:?}: envs 0 and 1 got one seed");
+        for t in 1..=3 {
+            env.step(VecActions::Discrete(&[1, 0])).unwrap();
+            assert_eq!(env.rewards(), &[1.0, 0.0]);
+            assert_eq!(env.truncated(), &[t == 3, t == 3], "{vectorization:?} step {t}");
+            for i in 0..k {
+                check(&env.observations()[i * 24..(i + 1) * 24], t % 3, "step");
+            }
+        }
+        for (i, &seed) in seeds.iter().enumerate() {
+            let last = env.final_observation(i).unwrap();
+            check(last, 3, "final observation");
+            assert_eq!(last[23], seed, "{vectorization:?}: the final frame is this episode's");
+        }
+    }
+}
+
+#[test]
+fn ale_vector_env_frames_are_stacked_channels_last_and_its_final_frames_are_the_episodes() {
+    let Some(python) = cml_pyenvs::test_python(&["gymnasium", "numpy", "ale_py"]) else {
+        return;
+    };
+    let mut spec = gym(&python, "ALE/Pong-v5");
+    spec.import = vec!["ale_py".to_string()];
+    spec.vectorization = Vectorization::VectorEntryPoint;
+    spec.observation_layout = ObservationLayout::Chw;
+    // 40 frames: every episode is truncated after 10 agent steps (frame skip 4).
+    spec.kwargs =
+        toml::from_str("max_num_frames_per_episode = 40\nnum_threads = 1\nrepeat_action_probability = 0.0").unwrap();
+    let k = 2;
+    let mut env = PythonVecEnv::start(&spec, k, None).unwrap();
+    let Space::Box { shape, dtype, .. } = env.observation_space() else {
+        panic!("not a box")
+    };
+    assert_eq!((shape.as_slice(), *dtype), ([84, 84, 4].as_slice(), BoxDtype::U8));
+    assert!(
+        matches!(env.action_space(), Space::Discrete(6)),
+        "{}",
+        env.action_space()
+    );
+    let d = 84 * 84 * 4;
+    env.reset(Some(u64::MAX - 3)).unwrap();
+    let channel = |obs: &[f32], c: usize| -> Vec<f32> { obs.iter().skip(c).step_by(4).copied().collect() };
+    let mut previous = env.observations().to_vec();
+    let mut truncations = 0;
+    for t in 0..25 {
+        env.step(VecActions::Discrete(&[2, 3])).unwrap();
+        for i in 0..k {
+            let before = &previous[i * d..(i + 1) * d];
+            let ended = env.truncated()[i] || env.terminated()[i];
+            // A stack moves by one frame a step: channel c of this step is
+            // channel c + 1 of the previous, also in the final frames of an
+            // episode (not so in the next episode's first).
+            let now = if ended {
+                truncations += 1;
+                env.final_observation(i).unwrap()
+            } else {
+                &env.observations()[i * d..(i + 1) * d]
+            };
+            for c in 0..3 {
+                assert_eq!(
+                    channel(now, c),
+                    channel(before, c + 1),
+                    "step {t}, env {i}, channel {c}"
+                );
+            }
+            assert!(now.iter().all(|&v| (0.0..=255.0).contains(&v) && v.fract() == 0.0));
+        }
+        previous = env.observations().to_vec();
+    }
+    assert_eq!(truncations, 2 * k, "episodes of 10 steps, 25 steps");
 }
 
 #[test]

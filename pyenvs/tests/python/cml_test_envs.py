@@ -41,5 +41,66 @@ class Misbehaving(gym.Env):
         return np.full(3, self.t / 10, dtype=np.float32), float(action), False, False, {}
 
 
+def frame(t, seed):
+    """A channels-first uint8 frame [2, 3, 4]: value 100c + 10h + w + t, and
+    the last pixel of channel 1 holds the episode's seed mod 100."""
+    c, h, w = np.meshgrid(np.arange(2), np.arange(3), np.arange(4), indexing="ij")
+    out = (100 * c + 10 * h + w + t).astype(np.uint8)
+    out[1, 2, 3] = seed % 100
+    return out
+
+
+class Frames(gym.Env):
+    """uint8 CHW frames; every episode is truncated after 3 steps; the
+    reward is the action."""
+
+    observation_space = spaces.Box(0, 255, (2, 3, 4), dtype=np.uint8)
+    action_space = spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.seed = 0, 0 if seed is None else seed
+        return frame(0, self.seed), {}
+
+    def step(self, action):
+        self.t += 1
+        return frame(self.t, self.seed), float(action), False, self.t >= 3, {}
+
+
+class FramesVector(gym.vector.VectorEnv):
+    """Frames as a batched vector env (as ale_py's AtariVectorEnv is one):
+    same-step autoreset with `final_obs`; seeds must be C ints."""
+
+    def __init__(self, num_envs, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP):
+        self.num_envs = num_envs
+        self.single_observation_space = Frames.observation_space
+        self.single_action_space = Frames.action_space
+        self.metadata = {"autoreset_mode": gym.vector.AutoresetMode(autoreset_mode)}
+        self.t = np.zeros(num_envs, dtype=np.int64)
+        self.seeds = np.zeros(num_envs, dtype=np.int64)
+
+    def frames(self):
+        return np.stack([frame(t, s) for t, s in zip(self.t, self.seeds)])
+
+    def reset(self, seed=None, options=None):
+        if seed is not None:
+            seed = np.asarray(seed)
+            assert seed.shape == (self.num_envs,) and (seed >= 0).all() and (seed < 2**31).all(), seed
+            self.seeds = seed.astype(np.int64)
+        self.t[:] = 0
+        return self.frames(), {}
+
+    def step(self, actions):
+        assert actions.shape == (self.num_envs,), actions.shape
+        self.t += 1
+        truncated = self.t >= 3
+        info = {}
+        if truncated.any():
+            info["final_obs"] = self.frames()
+            self.t[truncated] = 0
+        return self.frames(), actions.astype(np.float64), np.zeros(self.num_envs, bool), truncated, info
+
+
 gym.register("CmlTest/Dict-v0", entry_point=DictObservations)
+gym.register("CmlTest/Frames-v0", entry_point=Frames, vector_entry_point=FramesVector)
 gym.register("CmlTest/Misbehaving-v0", entry_point=Misbehaving)

@@ -1,0 +1,64 @@
+"""The bare env: Gymnasium's own vector envs stepping random actions, no
+learning, no inference. For benches/python_envs.sh, beside cml-rl's actor
+host on the same envs.
+
+    python benches/gymnasium_vector.py <id> <mode> <num_envs> <seconds>
+
+mode: "async" (AsyncVectorEnv, one process per env, shared memory), "sync"
+(SyncVectorEnv, all in this process) or "vector_entry_point" (the id's own
+batched vector env, e.g. ale_py's AtariVectorEnv; `num_threads` = 2).
+Prints one line: what ran, and its env steps/s.
+"""
+
+import sys
+import time
+
+import gymnasium as gym
+import numpy as np
+
+
+def main():
+    env_id, mode, num_envs, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    if env_id.startswith("ALE/"):
+        import ale_py
+
+        gym.register_envs(ale_py)
+    if mode == "vector_entry_point":
+        kwargs = {"num_threads": 2} if env_id.startswith("ALE/") else {}
+        envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
+    else:
+        wrappers = []
+        if env_id.startswith("ALE/"):
+            # The preprocessing ale_py's vector env does in C++, in Python.
+            wrappers = [
+                lambda e: gym.wrappers.AtariPreprocessing(e, frame_skip=1),
+                lambda e: gym.wrappers.FrameStackObservation(e, 4),
+            ]
+        kwargs = {"frameskip": 4} if env_id.startswith("ALE/") else {}
+        envs = gym.make_vec(
+            env_id,
+            num_envs=num_envs,
+            vectorization_mode=mode,
+            vector_kwargs={"shared_memory": True} if mode == "async" else {},
+            wrappers=wrappers,
+            **kwargs,
+        )
+    envs.reset(seed=0)
+    rng = np.random.default_rng(0)
+    n = envs.single_action_space.n
+
+    def run(duration):
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < duration:
+            envs.step(rng.integers(0, n, size=num_envs))
+            steps += num_envs
+        return steps / (time.perf_counter() - start)
+
+    run(min(2.0, seconds))  # warm-up
+    rate = run(seconds)
+    envs.close()
+    print(f"{f'gymnasium {env_id} ({mode}, {num_envs} envs)':<62} {rate:10.0f} steps/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Python envs through cml-rl's actor host against the bare env, in one run:
+# env steps/s delivered into replay (inference, unroll building, MAC and
+# delivery over loopback ZeroMQ included) beside Gymnasium's own vector
+# envs stepping random actions with no learning at all.
+#
+#   bash benches/python_envs.sh [seconds-per-point]
+#
+# Needs a Python with gymnasium[box2d], ale-py and opencv-python-headless
+# (Gymnasium's AtariPreprocessing): $CML_PYTHON, else .venv-ci/bin/python
+# (see .ci/run). Peers, if given: $PEERS_PYTHON, a Python with envpool.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+python=${CML_PYTHON:-$PWD/.venv-ci/bin/python}
+export CML_PYTHON=$python
+cargo bench --no-run --bench actor_host >/dev/null 2>&1
+
+host() { # env torso workers total [env toml]
+  CML_BENCH_ENV=$1 CML_BENCH_TORSO=$2 CML_BENCH_WORKERS=$3 CML_BENCH_ACTORS=$4 CML_BENCH_ENV_TOML=${5:-} \
+    CML_BENCH_SHARDS=1 CML_BENCH_SECONDS=$secs cargo bench --bench actor_host 2>/dev/null |
+    awk -v what="cml-rl $1 ($2, $3 workers, $4 envs)" '$1 ~ /^[0-9]+$/ { printf "%-62s %10.0f steps/s\n", what, $2 }'
+}
+bare() { # id mode num_envs
+  "$python" benches/gymnasium_vector.py "$1" "$2" "$3" "$secs"
+}
+
+# Two processes of n envs each, at once: the bare env on both cores.
+bare_twice() { # id num_envs
+  "$python" benches/gymnasium_vector.py "$1" sync "$2" "$secs" > "$tmp/a" &
+  "$python" benches/gymnasium_vector.py "$1" sync "$2" "$secs" > "$tmp/b"
+  wait
+  cat "$tmp/a" "$tmp/b" | awk -v what="gymnasium $1 (2 processes, sync, $2 envs each)" \
+    '{ s += $(NF - 1) } END { printf "%-62s %10.0f steps/s\n", what, s }'
+}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+echo "== LunarLander-v3"
+bare LunarLander-v3 async 2
+bare LunarLander-v3 async 16
+bare LunarLander-v3 async 64
+bare LunarLander-v3 sync 64
+bare_twice LunarLander-v3 32
+host gymnasium:LunarLander-v3 mlp 1 64
+host gymnasium:LunarLander-v3 mlp 2 64
+
+echo "== ALE/Pong-v5 (84x84 grayscale, frame skip 4, stack 4)"
+bare ALE/Pong-v5 async 2
+bare ALE/Pong-v5 async 8
+bare ALE/Pong-v5 vector_entry_point 32
+if [ -n "${PEERS_PYTHON:-}" ]; then
+  "$PEERS_PYTHON" benches/envpool_vector.py Pong-v5 32 2 "$secs"
+fi
+ale='import = ["ale_py"]
+vectorization = "vector_entry_point"
+observation_layout = "chw"
+kwargs = { num_threads = 2 }'
+host gymnasium:ALE/Pong-v5 nature 1 32 "$ale"
+ale_one_thread='import = ["ale_py"]
+vectorization = "vector_entry_point"
+observation_layout = "chw"
+kwargs = { num_threads = 1 }'
+host gymnasium:ALE/Pong-v5 nature 2 32 "$ale_one_thread"
