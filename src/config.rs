@@ -116,6 +116,10 @@ pub struct EnvConfig {
     /// observations are channels first; they are stored channels last.
     #[serde(default)]
     pub observation_layout: Option<cml_pyenvs::ObservationLayout>,
+    /// `gymnasium:` ids: a life lost (`info["lives"]` falls) ends the
+    /// episode for learning while the game, and the return reported, go on.
+    #[serde(default)]
+    pub episodic_life: Option<bool>,
 }
 
 /// One `[[env.wrappers]]` entry: a class of `gymnasium.wrappers` and its
@@ -228,6 +232,7 @@ impl Config {
         }
         env.vectorization = self.env.vectorization.unwrap_or_default();
         env.observation_layout = self.env.observation_layout.unwrap_or_default();
+        env.episodic_life = self.env.episodic_life.unwrap_or(false);
         Some(env)
     }
 
@@ -280,6 +285,7 @@ impl Config {
                 ("step_timeout_s", self.env.step_timeout_s.is_some()),
                 ("vectorization", self.env.vectorization.is_some()),
                 ("observation_layout", self.env.observation_layout.is_some()),
+                ("episodic_life", self.env.episodic_life.is_some()),
             ];
             if let Some((key, _)) = python_keys.iter().find(|(_, set)| *set) {
                 return Err(format!(
@@ -290,7 +296,19 @@ impl Config {
             }
         } else if !self.env.params.is_empty() {
             return Err("env.params: Python envs take [env.kwargs] (handed to gymnasium.make)".to_string());
-        } else if self.env.vectorization == Some(cml_pyenvs::Vectorization::VectorEntryPoint) {
+        } else if self.env.kwargs.get("episodic_life").and_then(|v| v.as_bool()) == Some(true)
+            && self.env.id.starts_with("gymnasium:ALE/")
+        {
+            return Err(
+                "env.kwargs.episodic_life: ale_py's own episodic life makes each life an episode, and \
+                        the returns reported would be per life; use [env] episodic_life = true (the game's \
+                        score is reported)"
+                    .to_string(),
+            );
+        }
+        if self.env.id.starts_with(cml_pyenvs::GYMNASIUM_PREFIX)
+            && self.env.vectorization == Some(cml_pyenvs::Vectorization::VectorEntryPoint)
+        {
             if !self.env.wrappers.is_empty() {
                 return Err(
                     "env.wrappers: not with vectorization = \"vector_entry_point\" (wrappers wrap single \
@@ -527,6 +545,9 @@ mod tests {
         .unwrap();
         assert_eq!(v.vectorization, cml_pyenvs::Vectorization::VectorEntryPoint);
         assert_eq!(v.observation_layout, cml_pyenvs::ObservationLayout::Chw);
+        assert!(!v.episodic_life);
+        let lives = Config::parse("[env]\nid = \"gymnasium:ALE/Breakout-v5\"\nepisodic_life = true\n").unwrap();
+        assert!(lives.gymnasium_env().unwrap().episodic_life);
         assert!(Config::parse("[env]\nid = \"CartPole-v1\"\n")
             .unwrap()
             .gymnasium_env()
@@ -568,6 +589,14 @@ mod tests {
             (
                 "id = \"gymnasium:ALE/Pong-v5\"\nvectorization = \"vector_entry_point\"\nmax_episode_steps = 9\n",
                 "env.max_episode_steps: not with vectorization",
+            ),
+            (
+                "id = \"gymnasium:ALE/Breakout-v5\"\n[env.kwargs]\nepisodic_life = true\n",
+                "env.kwargs.episodic_life: ale_py's own episodic life",
+            ),
+            (
+                "id = \"MinAtar/Breakout-v1\"\nepisodic_life = true\n",
+                "env.episodic_life: only for Python envs",
             ),
         ] {
             let e = Config::parse(&format!("[env]\n{text}")).unwrap_err();

@@ -500,6 +500,7 @@ impl Worker {
                 self.carry_states(core, hc)?;
             }
             let (rewards, terminated, truncated) = (self.venv.rewards(), self.venv.terminated(), self.venv.truncated());
+            let life_lost = self.venv.life_lost();
             for a in 0..k {
                 let i = a * t_len + t;
                 chunk.frames[BEHAVIOUR_LOG_PROBS][i * 4..i * 4 + 4].copy_from_slice(&self.log_probs[a].to_le_bytes());
@@ -529,13 +530,17 @@ impl Worker {
                         put_observation(&mut finals[at..at + ob], last, dtype)
                             .map_err(|bad| self.wrong_value(a, bad))?;
                     }
-                    chunk.episodes.push(Episode {
-                        actor_id: self.first_actor + a as u64,
-                        episode_return: self.episode_returns[a],
-                        length: self.episode_lengths[a],
-                    });
-                    self.episode_returns[a] = 0.0;
-                    self.episode_lengths[a] = 0;
+                    // A life lost (episodic life) ends the unroll's episode
+                    // for learning; the game, and the return reported, go on.
+                    if !life_lost.get(a).copied().unwrap_or(false) {
+                        chunk.episodes.push(Episode {
+                            actor_id: self.first_actor + a as u64,
+                            episode_return: self.episode_returns[a],
+                            length: self.episode_lengths[a],
+                        });
+                        self.episode_returns[a] = 0.0;
+                        self.episode_lengths[a] = 0;
+                    }
                 }
             }
             self.timings.unroll_ns += stepped.elapsed().as_nanos() as u64;

@@ -58,6 +58,13 @@ pub trait VectorEnv: Send {
     fn truncated(&self) -> &[bool] {
         &self.output().truncated
     }
+    /// Flags of the last step: terminated because a life was lost while
+    /// the game goes on (episodic life, as DQN's Atari setup): an episode
+    /// end for learning, not for the returns users see. Set only together
+    /// with `terminated`; always false for envs without lives.
+    fn life_lost(&self) -> &[bool] {
+        &self.output().life_lost
+    }
     /// The true final observation of env `i`, if its episode ended on the
     /// last step (terminated or truncated).
     fn final_observation(&self, i: usize) -> Option<&[f32]> {
@@ -80,6 +87,7 @@ pub struct VecStepOutput {
     pub(crate) rewards: Vec<f64>,
     pub(crate) terminated: Vec<bool>,
     pub(crate) truncated: Vec<bool>,
+    pub(crate) life_lost: Vec<bool>,
 }
 
 impl VecStepOutput {
@@ -92,6 +100,7 @@ impl VecStepOutput {
             rewards: vec![0.0; num_envs],
             terminated: vec![false; num_envs],
             truncated: vec![false; num_envs],
+            life_lost: vec![false; num_envs],
         }
     }
 
@@ -104,6 +113,7 @@ impl VecStepOutput {
             rewards: &mut self.rewards,
             terminated: &mut self.terminated,
             truncated: &mut self.truncated,
+            life_lost: &mut self.life_lost,
         }
     }
 
@@ -112,6 +122,7 @@ impl VecStepOutput {
         self.rewards.fill(0.0);
         self.terminated.fill(false);
         self.truncated.fill(false);
+        self.life_lost.fill(false);
     }
 
     /// Env `i`'s observation row.
@@ -140,6 +151,9 @@ pub struct VecStepBuffers<'a> {
     pub rewards: &'a mut [f64],
     pub terminated: &'a mut [bool],
     pub truncated: &'a mut [bool],
+    /// Terminated by a life lost, the game going on (see
+    /// [`VectorEnv::life_lost`]); only where `terminated` is set.
+    pub life_lost: &'a mut [bool],
 }
 
 /// Checks the number of action values for `count` envs of `action_dim`.

@@ -17,7 +17,8 @@ ARCHITECTURE.md, "Python environments"):
 Shared memory layout (little-endian, each region starts at a multiple of 64
 bytes, in this order): actions [K] int64 (discrete) or [K, A] float32
 (continuous); observations [K, D]; final_observations [K, D]; rewards [K]
-float64; terminated [K] uint8; truncated [K] uint8. Observations are uint8
+float64; terminated [K] uint8; truncated [K] uint8; life_lost [K] uint8.
+Observations are uint8
 when the observation space is a uint8 Box (1 byte a value, as the env makes
 them), float32 otherwise.
 With autoreset, an env whose episode ended is reset in the same step: its
@@ -32,6 +33,9 @@ Two ways to make the K envs (spec `vectorization`):
   env's own batched implementation (ale_py's `AtariVectorEnv`: C++ threads,
   no GIL). Seeds above 2**31 - 1 are folded into [0, 2**31) for it (ALE
   takes C ints).
+With `episodic_life`, a step in which `info["lives"]` falls while the game
+goes on is a termination for learning: `terminated` and `life_lost` are set,
+the env is not reset, and the host keeps counting the game's return.
 With `observation_layout` "chw", each observation of shape [C, H, W] is
 written as [H, W, C] (cml-rl's networks take channels last).
 """
@@ -58,7 +62,7 @@ def fail(message):
 
 def region_sizes(k, d, action_dim, discrete, obs_itemsize):
     action_bytes = k * 8 if discrete else k * action_dim * 4
-    return [action_bytes, k * d * obs_itemsize, k * d * obs_itemsize, k * 8, k, k]
+    return [action_bytes, k * d * obs_itemsize, k * d * obs_itemsize, k * 8, k, k, k]
 
 
 # The largest seed ALE's C++ vector env takes (a C int).
@@ -187,7 +191,9 @@ def main():
         rewards=view(3, np.float64, (k,)),
         terminated=view(4, np.uint8, (k,)),
         truncated=view(5, np.uint8, (k,)),
+        life_lost=view(6, np.uint8, (k,)),
     )
+    lives = Lives(np, k) if spec.get("episodic_life", False) else None
     reply("ok")
 
     while True:
@@ -197,12 +203,17 @@ def main():
         words = line.split()
         try:
             if words[0] == "reset":
-                envs.reset(None if words[1] == "none" else int(words[1]), shm)
+                infos = envs.reset(None if words[1] == "none" else int(words[1]), shm)
                 shm.rewards[:] = 0.0
                 shm.terminated[:] = 0
                 shm.truncated[:] = 0
+                shm.life_lost[:] = 0
+                if lives is not None:
+                    lives.start(infos)
             elif words[0] == "step":
-                envs.step(shm, autoreset)
+                infos = envs.step(shm, autoreset, lives is not None)
+                if lives is not None:
+                    lives.step(infos, shm)
             elif words[0] == "close":
                 envs.close()
                 reply("ok")
@@ -215,11 +226,50 @@ def main():
         reply("ok")
 
 
+class Lives:
+    """Episodic life: a life lost while the game goes on ends the episode
+    for learning (`terminated`, `life_lost`) but not for the host's return.
+    Reads `info["lives"]` of each env (Gymnasium's and ale_py's Atari envs
+    report it)."""
+
+    def __init__(self, np, k):
+        self.np = np
+        self.left = np.zeros(k, dtype=np.int64)
+
+    def read(self, infos):
+        if "lives" not in infos:
+            raise ValueError("[env] episodic_life: the env reports no `lives` in its info")
+        return self.np.asarray(infos["lives"], dtype=self.np.int64).reshape(-1)
+
+    def start(self, infos):
+        self.left[:] = self.read(infos)
+
+    def step(self, infos, shm):
+        """`infos["lives"]`: each env's lives after the step (for an env reset
+        in the step, those of its new game)."""
+        np = self.np
+        now = self.read(infos)
+        ended = np.logical_or(shm.terminated, shm.truncated)
+        lost = np.logical_and(np.logical_and(now < self.left, now > 0), ~ended)
+        shm.life_lost[:] = lost
+        if lost.any():
+            shm.terminated[lost] = 1
+            # The episode goes on: its "final" observation is the step's own.
+            shm.finals[lost] = shm.observations[lost]
+        self.left[:] = now
+
+
 class Results:
     """The numpy views of shared memory one call reads and writes."""
 
     def __init__(self, **views):
         self.__dict__.update(views)
+
+
+def lives_info(lives):
+    """Single envs' `lives` as a vector env's info has them (none if an env
+    reports none)."""
+    return {} if not lives or any(n is None for n in lives) else {"lives": lives}
 
 
 def obs_view(np, rows, shape, layout):
@@ -240,27 +290,34 @@ class SingleEnvs:
         self.start = int(getattr(self.action_space, "start", 0))
 
     def reset(self, seed, shm):
+        lives = []
         for i, env in enumerate(self.envs):
             # seed + i wraps at 2**64, as the Rust envs' seeds do.
-            obs, _ = env.reset(seed=None if seed is None else (seed + i) % 2**64)
+            obs, info = env.reset(seed=None if seed is None else (seed + i) % 2**64)
             shm.observations[i] = obs
+            lives.append(info.get("lives"))
+        return lives_info(lives)
 
-    def step(self, shm, autoreset):
+    def step(self, shm, autoreset, want_lives=False):
         np, space = self.np, self.action_space
         discrete = shm.actions.ndim == 1
+        lives = []
         for i, env in enumerate(self.envs):
             if discrete:
                 action = int(shm.actions[i]) + self.start
             else:
                 action = np.asarray(shm.actions[i], dtype=space.dtype).reshape(space.shape)
-            obs, reward, term, trunc, _ = env.step(action)
+            obs, reward, term, trunc, info = env.step(action)
             shm.rewards[i] = float(reward)
             shm.terminated[i] = 1 if term else 0
             shm.truncated[i] = 1 if trunc else 0
             if autoreset and (term or trunc):
                 shm.finals[i] = obs
-                obs, _ = env.reset()
+                obs, info = env.reset()
             shm.observations[i] = obs
+            if want_lives:
+                lives.append(info.get("lives"))
+        return lives_info(lives)
 
     def close(self):
         for env in self.envs:
@@ -293,13 +350,14 @@ class VectorEntryPoint:
     def reset(self, seed, shm):
         np = self.np
         if seed is None:
-            obs, _ = self.env.reset()
+            obs, info = self.env.reset()
         else:
             seeds = np.array([fold_seed((seed + i) % 2**64) for i in range(self.k)], dtype=np.int64)
-            obs, _ = self.env.reset(seed=seeds)
+            obs, info = self.env.reset(seed=seeds)
         shm.observations[:] = obs
+        return info
 
-    def step(self, shm, autoreset):
+    def step(self, shm, autoreset, want_lives=False):
         np = self.np
         actions = shm.actions + self.start if shm.actions.ndim == 1 else shm.actions
         obs, reward, term, trunc, info = self.env.step(np.ascontiguousarray(actions))
@@ -317,6 +375,7 @@ class VectorEntryPoint:
             rows = shm.finals if autoreset else shm.observations
             for i in np.flatnonzero(done):
                 rows[i] = final[i]
+        return info
 
     def close(self):
         self.env.close()

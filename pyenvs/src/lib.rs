@@ -49,6 +49,11 @@ pub struct GymnasiumEnv {
     pub vectorization: Vectorization,
     /// The order of the env's observation axes (`[env] observation_layout`).
     pub observation_layout: ObservationLayout,
+    /// Episodic life (`[env] episodic_life`): a life lost (`info["lives"]`
+    /// falls) while the game goes on ends the episode for learning
+    /// (`terminated`, [`cml_envs::VectorEnv::life_lost`]) but not the game
+    /// or the return the actors report.
+    pub episodic_life: bool,
 }
 
 /// How a worker makes its K envs (`[env] vectorization`, named after
@@ -113,6 +118,7 @@ impl GymnasiumEnv {
             step_timeout: Duration::from_secs(60),
             vectorization: Vectorization::None,
             observation_layout: ObservationLayout::Hwc,
+            episodic_life: false,
         }
     }
 
@@ -142,6 +148,7 @@ impl GymnasiumEnv {
             "autoreset": autoreset,
             "vectorization": self.vectorization.as_str(),
             "observation_layout": self.observation_layout.as_str(),
+            "episodic_life": self.episodic_life,
         })
         .to_string()
     }

@@ -107,9 +107,15 @@ pub struct PythonEnv {
 }
 
 impl PythonEnv {
+    /// Episodic life is off here: one env plays whole games (`eval`
+    /// measures the game's score; the `Env` contract has no lives).
     pub fn start(env: &GymnasiumEnv, max_episode_steps: Option<u64>) -> Result<PythonEnv, EnvError> {
+        let whole_games = GymnasiumEnv {
+            episodic_life: false,
+            ..env.clone()
+        };
         Ok(PythonEnv {
-            inner: PythonVecEnv::start_with(env, 1, false, max_episode_steps)?,
+            inner: PythonVecEnv::start_with(&whole_games, 1, false, max_episode_steps)?,
         })
     }
 
@@ -224,6 +230,7 @@ fn read_results(worker: &WorkerProcess, output: &mut VecStepOutput, finals: bool
         );
         out.terminated[i] = memory[r.terminated + i] != 0;
         out.truncated[i] = memory[r.truncated + i] != 0;
+        out.life_lost[i] = out.terminated[i] && memory[r.life_lost + i] != 0;
     }
     if finals {
         for i in 0..k {

@@ -53,6 +53,7 @@ pub(crate) struct Regions {
     pub rewards: usize,
     pub terminated: usize,
     pub truncated: usize,
+    pub life_lost: usize,
     pub total: usize,
 }
 
@@ -61,8 +62,8 @@ impl Regions {
     /// 64; observations take `obs_bytes` a value (1 for uint8, 4 for f32).
     pub fn new(k: usize, d: usize, action_dim: usize, discrete: bool, obs_bytes: usize) -> Regions {
         let action_bytes = if discrete { k * 8 } else { k * action_dim * 4 };
-        let sizes = [action_bytes, k * d * obs_bytes, k * d * obs_bytes, k * 8, k, k];
-        let mut offsets = [0usize; 6];
+        let sizes = [action_bytes, k * d * obs_bytes, k * d * obs_bytes, k * 8, k, k, k];
+        let mut offsets = [0usize; 7];
         let mut at = 0;
         for (offset, size) in offsets.iter_mut().zip(sizes) {
             *offset = at;
@@ -75,6 +76,7 @@ impl Regions {
             rewards: offsets[3],
             terminated: offsets[4],
             truncated: offsets[5],
+            life_lost: offsets[6],
             total: at,
         }
     }
@@ -367,7 +369,8 @@ mod tests {
         assert_eq!(r.rewards, 192);
         assert_eq!(r.terminated, 256);
         assert_eq!(r.truncated, 320);
-        assert_eq!(r.total, 384);
+        assert_eq!(r.life_lost, 384);
+        assert_eq!(r.total, 448);
         let c = Regions::new(2, 1, 3, false, 4);
         assert_eq!(c.observations, 64); // 2 × 3 f32
         let u = Regions::new(2, 100, 1, true, 1);

@@ -220,6 +220,42 @@ fn ale_vector_env_frames_are_stacked_channels_last_and_its_final_frames_are_the_
 }
 
 #[test]
+fn with_episodic_life_a_life_lost_terminates_without_a_reset() {
+    let Some(python) = python() else { return };
+    for vectorization in [Vectorization::None, Vectorization::VectorEntryPoint] {
+        for episodic_life in [false, true] {
+            let mut spec = test_envs(&python, "CmlTest/ThreeLives-v0");
+            spec.vectorization = vectorization;
+            spec.episodic_life = episodic_life;
+            let mut env = PythonVecEnv::start(&spec, 2, None).unwrap();
+            env.reset(Some(1)).unwrap();
+            let what = format!("{vectorization:?}, episodic_life {episodic_life}");
+            for t in 1..=7u32 {
+                env.step(VecActions::Discrete(&[0, 1])).unwrap();
+                let lost = episodic_life && (t == 2 || t == 4);
+                assert_eq!(env.terminated(), &[lost || t == 6; 2], "{what}, step {t}");
+                assert_eq!(env.life_lost(), &[lost; 2], "{what}, step {t}");
+                // The game goes on across a life lost; it restarts after step 6.
+                assert_eq!(env.observations(), &[(t % 6) as f32; 2], "{what}, step {t}");
+                if t == 6 {
+                    assert_eq!(env.final_observation(1).unwrap(), &[6.0], "{what}");
+                }
+            }
+        }
+    }
+    // The one-env `Env` (eval) plays whole games.
+    let mut spec = test_envs(&python, "CmlTest/ThreeLives-v0");
+    spec.episodic_life = true;
+    let mut env = PythonEnv::start(&spec, None).unwrap();
+    let mut obs = [0.0f32];
+    env.reset(Some(1), &mut obs).unwrap();
+    let ends: Vec<bool> = (0..6)
+        .map(|_| env.step(cml_envs::Action::Discrete(0), &mut obs).unwrap().terminated)
+        .collect();
+    assert_eq!(ends, [false, false, false, false, false, true]);
+}
+
+#[test]
 fn bad_envs_fail_with_errors_naming_them() {
     let Some(python) = python() else { return };
     let e = PythonVecEnv::start(&gym(&python, "NoSuchEnv-v9"), 2, None)

@@ -101,6 +101,56 @@ class FramesVector(gym.vector.VectorEnv):
         return self.frames(), actions.astype(np.float64), np.zeros(self.num_envs, bool), truncated, info
 
 
+class ThreeLives(gym.Env):
+    """A game of 3 lives, one lost every 2 steps: `info["lives"]` is 2 after
+    step 2, 1 after step 4, and step 6 ends the game (terminated, lives 0).
+    The observation counts the game's steps; the reward is 1 a step."""
+
+    observation_space = spaces.Box(0.0, 10.0, (1,), dtype=np.float32)
+    action_space = spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(1, dtype=np.float32), {"lives": 3}
+
+    def step(self, action):
+        self.t += 1
+        lives = 3 - self.t // 2
+        return np.full(1, self.t, dtype=np.float32), 1.0, lives == 0, False, {"lives": lives}
+
+
+class ThreeLivesVector(gym.vector.VectorEnv):
+    """ThreeLives batched, same-step autoreset with `final_obs`."""
+
+    def __init__(self, num_envs, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP):
+        self.num_envs = num_envs
+        self.single_observation_space = ThreeLives.observation_space
+        self.single_action_space = ThreeLives.action_space
+        self.metadata = {"autoreset_mode": gym.vector.AutoresetMode(autoreset_mode)}
+        self.t = np.zeros(num_envs, dtype=np.int64)
+
+    def obs(self):
+        return self.t.astype(np.float32).reshape(-1, 1)
+
+    def reset(self, seed=None, options=None):
+        self.t[:] = 0
+        return self.obs(), {"lives": np.full(self.num_envs, 3)}
+
+    def step(self, actions):
+        self.t += 1
+        lives = 3 - self.t // 2
+        terminated = lives == 0
+        info = {}
+        if terminated.any():
+            info["final_obs"] = self.obs()
+            self.t[terminated] = 0
+            lives[terminated] = 3
+        info["lives"] = lives
+        return self.obs(), np.ones(self.num_envs), terminated, np.zeros(self.num_envs, bool), info
+
+
 gym.register("CmlTest/Dict-v0", entry_point=DictObservations)
+gym.register("CmlTest/ThreeLives-v0", entry_point=ThreeLives, vector_entry_point=ThreeLivesVector)
 gym.register("CmlTest/Frames-v0", entry_point=Frames, vector_entry_point=FramesVector)
 gym.register("CmlTest/Misbehaving-v0", entry_point=Misbehaving)
