@@ -370,6 +370,12 @@ impl Config {
                     .to_string(),
             );
         }
+        if apex && self.model.frame_stack > 1 {
+            return Err(
+                "model.frame_stack: Ape-X takes unstacked observations (frame_stack = 1); stack frames in the env"
+                    .to_string(),
+            );
+        }
         if apex && self.actor.host_id >= self.actor.hosts {
             return Err(format!(
                 "actor.host_id: {} is not below actor.hosts = {} (Ape-X numbers the actors of all hosts)",
@@ -511,6 +517,24 @@ mod tests {
             assert!(e.starts_with(key), "{extra}: {e}");
         }
         assert!(parse("[learner.loss]\ndiscount = 1.0\nlambda = 0.0\nentropy_cost = 0.0\n").is_ok());
+    }
+
+    #[test]
+    fn frame_stacks_are_checked() {
+        let env = "[env]\nid = \"CartPole-v1\"\n";
+        let c = Config::parse(&format!("{env}[model]\nframe_stack = 4\n")).unwrap();
+        assert_eq!(c.model.frame_stack, 4);
+        for (text, expected) in [
+            ("[model]\nframe_stack = 0\n", "model.frame_stack: must be in 1..=16"),
+            ("[model]\nframe_stack = 17\n", "model.frame_stack: must be in 1..=16"),
+            (
+                "[model]\nframe_stack = 4\n[learner]\nalgorithm = \"apex_dqn\"\n",
+                "model.frame_stack: Ape-X takes unstacked",
+            ),
+        ] {
+            let e = Config::parse(&format!("{env}{text}")).unwrap_err();
+            assert!(e.starts_with(expected), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -90,7 +90,8 @@ pub fn evaluate(
             // An env registered without a time limit still ends here.
             .or(Some(EVAL_MAX_EPISODE_STEPS)),
     )?;
-    let played = cml_actors::play::play_episodes(&policy.net, &mut env, episodes, seed, sample)?;
+    let played =
+        cml_actors::play::play_episodes(&policy.net, &mut env, episodes, seed, sample, config.model.frame_stack)?;
     let returns: Vec<f64> = played.iter().map(|e| e.score).collect();
     let lengths: Vec<f64> = played.iter().map(|e| e.length as f64).collect();
     let (mean_return, std_return) = mean_std(&returns);

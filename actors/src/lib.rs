@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod exploration;
+pub mod frame_stack;
 pub mod host;
 pub mod play;
 pub mod sampler;

@@ -9,6 +9,7 @@ use cml_policy::{PolicyNet, PolicyParams};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
+use crate::frame_stack::FrameStacks;
 use crate::sampler::{sample_categorical, sample_gaussian};
 
 /// Errors while playing: the env's or the network's.
@@ -32,26 +33,40 @@ pub struct Episode {
 /// Plays `episodes` episodes of `env` with `net`, resetting episode `i`
 /// with seed `seed + i`: the most likely action at each step (the Gaussian's
 /// mean), or with `sample` a draw from the policy (RNG seeded from `seed`).
-/// The env must end its episodes (a time limit).
+/// The env must end its episodes (a time limit). With `frame_stack` k > 1
+/// the network sees the last k observations, stacked as the actors stack
+/// them (`crate::frame_stack`).
 pub fn play_episodes(
     net: &PolicyNet,
     env: &mut dyn Env,
     episodes: usize,
     seed: u64,
     sample: bool,
+    frame_stack: usize,
 ) -> Result<Vec<Episode>, PlayError> {
     let obs_dim = env.observation_space().flat_dim();
     let mut obs = vec![0.0f32; obs_dim];
+    let frame_shape = env
+        .observation_space()
+        .box_shape()
+        .map_or_else(|| vec![obs_dim], <[usize]>::to_vec);
+    let mut stack = (frame_stack > 1).then(|| FrameStacks::new(1, &frame_shape, frame_stack));
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut continuous = Vec::new();
     let mut played = Vec::with_capacity(episodes);
     for episode in 0..episodes {
         env.reset(Some(seed.wrapping_add(episode as u64)), &mut obs)?;
+        if let Some(stack) = &mut stack {
+            stack.start(0, &obs);
+        }
         let mut done = Episode { score: 0.0, length: 0 };
         // A recurrent policy starts every episode from the zero state.
         let mut state = net.core().map(|core| core.zero_state(1, &Device::Cpu)).transpose()?;
         loop {
-            let input = Tensor::from_slice(&obs, (1, obs_dim), &Device::Cpu)?;
+            let input = match &stack {
+                Some(stack) => Tensor::from_slice(stack.stacked(), (1, stack.stack_dim()), &Device::Cpu)?,
+                None => Tensor::from_slice(&obs, (1, obs_dim), &Device::Cpu)?,
+            };
             let (out, hc) = match &state {
                 Some(s) => {
                     let (out, hc) = net.forward_step(&input, s)?;
@@ -91,6 +106,9 @@ pub fn play_episodes(
                 let reward = Tensor::full(step.reward as f32, 1, &Device::Cpu)?;
                 let not_done = Tensor::zeros(1, candle_core::DType::F32, &Device::Cpu)?;
                 state = Some(core.next_state(hc, taken, &reward, &not_done)?);
+            }
+            if let Some(stack) = &mut stack {
+                stack.push(0, &obs);
             }
             done.score += step.reward;
             done.length += 1;

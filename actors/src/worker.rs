@@ -23,6 +23,7 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
 use crate::exploration::{ApexActing, EpsilonGreedyActors};
+use crate::frame_stack::FrameStacks;
 use crate::sampler::{sample_categorical, sample_gaussian};
 use crate::ActorError;
 
@@ -137,6 +138,8 @@ pub fn layout_for(
         action,
         recurrent_state_size: u32::try_from(recurrent_state_size)
             .map_err(|_| ActorError::Config(format!("recurrent state of {recurrent_state_size} values")))?,
+        frame_stack: u32::try_from(net.frame_stack)
+            .map_err(|_| ActorError::Config(format!("frame_stack {}", net.frame_stack)))?,
     };
     layout.validate().map_err(ActorError::Config)?;
     Ok(layout)
@@ -196,6 +199,11 @@ pub struct Worker {
     restarter: Option<Restarter>,
     /// The env error of the current `fill_once`, which a restart may cure.
     env_failure: Option<String>,
+    /// `[model] frame_stack` > 1: each actor's last k frames, the network's
+    /// input; None: the observation itself is.
+    stacks: Option<FrameStacks>,
+    /// One frame, for copying the earlier frames of a stack into unrolls.
+    frame: Vec<f32>,
 }
 
 impl Worker {
@@ -214,6 +222,11 @@ impl Worker {
         acting: Option<&ApexActing>,
     ) -> Result<Worker, ActorError> {
         let layout = layout_for(venv.observation_space(), venv.action_space(), unroll_length, net)?;
+        if acting.is_some() && layout.frame_stack > 1 {
+            return Err(ActorError::Config(
+                "Ape-X actors take unstacked observations only (model.frame_stack = 1)".into(),
+            ));
+        }
         if acting.is_some() && layout.recurrent_state_size > 0 {
             return Err(ActorError::Config(
                 "Ape-X actors take feed-forward networks only (model.core = \"none\")".into(),
@@ -243,7 +256,12 @@ impl Worker {
                 ))
             }
         };
-        Ok(Worker {
+        let frame = vec![0.0; layout.obs_dim()];
+        let stacks = (layout.frame_stack > 1).then(|| {
+            let shape: Vec<usize> = layout.observation_shape.iter().map(|&d| d as usize).collect();
+            FrameStacks::new(num_actors, &shape, layout.frame_stack as usize)
+        });
+        let mut worker = Worker {
             index,
             env_name: "env".to_string(),
             venv,
@@ -268,7 +286,38 @@ impl Worker {
             seed,
             restarter: None,
             env_failure: None,
-        })
+            stacks,
+            frame,
+        };
+        worker.start_stacks();
+        Ok(worker)
+    }
+
+    /// Starts every actor's frame stack at its current observation (after
+    /// a reset).
+    fn start_stacks(&mut self) {
+        if let Some(stacks) = &mut self.stacks {
+            let d = self.layout.obs_dim();
+            for (a, frame) in self.venv.observations().chunks_exact(d).enumerate() {
+                stacks.start(a, frame);
+            }
+        }
+    }
+
+    /// After a step: each actor's stack takes its new observation, or
+    /// starts afresh with it where an episode (or a life) ended.
+    fn push_stacks(&mut self) {
+        if let Some(stacks) = &mut self.stacks {
+            let d = self.layout.obs_dim();
+            let (terminated, truncated) = (self.venv.terminated(), self.venv.truncated());
+            for (a, frame) in self.venv.observations().chunks_exact(d).enumerate() {
+                if terminated[a] || truncated[a] {
+                    stacks.start(a, frame);
+                } else {
+                    stacks.push(a, frame);
+                }
+            }
+        }
     }
 
     /// When the envs fail (an error from `step`), the worker
@@ -413,6 +462,7 @@ impl Worker {
         self.episode_returns.fill(0.0);
         self.episode_lengths.fill(0);
         self.states.fill(0.0);
+        self.start_stacks();
         Ok(cut_short)
     }
 
@@ -434,12 +484,15 @@ impl Worker {
             // The state each unroll starts from.
             put_f32s(&mut chunk.frames[INITIAL_RECURRENT_STATE], &self.states);
         }
+        self.write_stack_history(chunk)?;
         for t in 0..t_len {
             let started = Instant::now();
-            // x_t of every actor, also the network's input.
+            // x_t of every actor; the network's input is x_t or its stack.
             self.write_observations(chunk, t)?;
-            let obs = self.venv.observations();
-            let input = Tensor::from_slice(obs, (k, d), &Device::Cpu)?;
+            let input = match &self.stacks {
+                Some(stacks) => Tensor::from_slice(stacks.stacked(), (k, stacks.stack_dim()), &Device::Cpu)?,
+                None => Tensor::from_slice(self.venv.observations(), (k, d), &Device::Cpu)?,
+            };
             let (out, hc) = if s > 0 {
                 let state = Tensor::from_slice(&self.states, (k, s), &Device::Cpu)?;
                 let (out, hc) = policy.net.forward_step(&input, &state)?;
@@ -496,6 +549,7 @@ impl Worker {
             }
             let stepped = Instant::now();
             self.timings.env_ns += (stepped - sampled).as_nanos() as u64;
+            self.push_stacks();
             if let (Some(hc), Some(core)) = (&hc, policy.net.core()) {
                 self.carry_states(core, hc)?;
             }
@@ -574,19 +628,40 @@ impl Worker {
     }
 
     /// Writes every actor's current observation as x_t of its unroll, in
-    /// the layout's dtype.
+    /// the layout's dtype (frame t + k − 1 of the unroll's T + k).
     fn write_observations(&self, chunk: &mut UnrollChunk, t: usize) -> Result<(), ActorError> {
         let (t_len, d) = (self.layout.unroll_length as usize, self.layout.obs_dim());
         let (dtype, ob) = (self.layout.observation_dtype, self.layout.observation_bytes());
+        let k = self.layout.frame_stack as usize;
         let obs = self.venv.observations();
         for a in 0..self.num_actors {
-            let at = (a * (t_len + 1) + t) * ob;
+            let at = (a * (t_len + k) + t + k - 1) * ob;
             put_observation(
                 &mut chunk.frames[OBSERVATIONS][at..at + ob],
                 &obs[a * d..(a + 1) * d],
                 dtype,
             )
             .map_err(|bad| self.wrong_value(a, bad))?;
+        }
+        Ok(())
+    }
+
+    /// Frame stacks: the k − 1 frames before x_0 (the older ones of each
+    /// actor's current stack, padded at an episode start) as the first
+    /// frames of its unroll.
+    fn write_stack_history(&mut self, chunk: &mut UnrollChunk) -> Result<(), ActorError> {
+        let Some(stacks) = &self.stacks else {
+            return Ok(());
+        };
+        let (t_len, k) = (self.layout.unroll_length as usize, self.layout.frame_stack as usize);
+        let (dtype, ob) = (self.layout.observation_dtype, self.layout.observation_bytes());
+        for a in 0..self.num_actors {
+            for j in 0..k - 1 {
+                stacks.frame(a, j, &mut self.frame);
+                let at = (a * (t_len + k) + j) * ob;
+                put_observation(&mut chunk.frames[OBSERVATIONS][at..at + ob], &self.frame, dtype)
+                    .map_err(|bad| ActorError::Env(format!("stacked frame of actor {a}: value {bad:?}")))?;
+            }
         }
         Ok(())
     }
@@ -666,7 +741,9 @@ pub fn policy_from_weights(
         ActionLayout::Discrete { n } => cml_policy::ActionKind::Categorical(n as usize),
         ActionLayout::Continuous { dim } => cml_policy::ActionKind::Gaussian(dim as usize),
     };
-    let net = PolicyNet::from_safetensors(bytes, observation_shape, action, net, &Device::Cpu)
+    // With `frame_stack` k, the network takes k frames along the channels.
+    let input_shape = net.input_shape(observation_shape);
+    let net = PolicyNet::from_safetensors(bytes, input_shape.as_slice(), action, net, &Device::Cpu)
         .map_err(|e| ActorError::Weights(format!("version {version}: {e}")))?;
     Ok(VersionedPolicy { version, net })
 }

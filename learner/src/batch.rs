@@ -8,6 +8,86 @@ use cml_policy::ActionKind;
 use crate::algorithm::SampledUnrolls;
 use crate::learner::{LearnerError, Result};
 
+/// Rebuilds the network's stacked inputs from an unroll's `T + k` frames
+/// (`cml_proto::UnrollLayout::frame_stack`): the stack at step t is frames
+/// t … t + k − 1, each frame from before the episode of the last replaced
+/// by that episode's first frame, as the actors' `FrameStacks` pad.
+struct FrameStacking {
+    t: usize,
+    k: usize,
+    d: usize,
+    channels: usize,
+    count: usize,
+    /// terminated or truncated, `[B, T]`: x_{u+1} starts an episode.
+    done: Vec<bool>,
+}
+
+impl FrameStacking {
+    fn new(layout: &cml_proto::UnrollLayout, count: usize, done: Vec<bool>) -> FrameStacking {
+        FrameStacking {
+            t: layout.unroll_length as usize,
+            k: layout.frame_stack as usize,
+            d: layout.obs_dim(),
+            channels: layout.observation_shape.last().map_or(1, |&c| c as usize).max(1),
+            count,
+            done,
+        }
+    }
+
+    /// The frame index (of T + k) where the episode of x_t starts within
+    /// unroll b, or 0 if it started before x_0 (its earlier frames are the
+    /// unroll's first k − 1, already padded by the actor).
+    fn episode_start(&self, b: usize, t: usize) -> usize {
+        (1..=t)
+            .rev()
+            .find(|&u| self.done[b * self.t + u - 1])
+            .map_or(0, |u| u + self.k - 1)
+    }
+
+    /// Writes frames `sources` (frame indices of unroll b, oldest first)
+    /// stacked along the channels into `out` (d·k values).
+    fn stack(&self, sequence: &[f32], b: usize, sources: impl Iterator<Item = usize>, out: &mut [f32]) {
+        let (c, kc) = (self.channels, self.channels * self.k);
+        let unroll = &sequence[b * (self.t + self.k) * self.d..(b + 1) * (self.t + self.k) * self.d];
+        for (j, source) in sources.enumerate() {
+            let frame = &unroll[source * self.d..(source + 1) * self.d];
+            for (pixel, values) in out.chunks_exact_mut(kc).zip(frame.chunks_exact(c)) {
+                pixel[j * c..(j + 1) * c].copy_from_slice(values);
+            }
+        }
+    }
+
+    /// `[B, T+1, d·k]`: the stacked x_0 … x_T of every unroll.
+    fn observations(&self, sequence: &[f32]) -> Vec<f32> {
+        let input = self.d * self.k;
+        let mut out = vec![0f32; self.count * (self.t + 1) * input];
+        for b in 0..self.count {
+            for t in 0..=self.t {
+                let start = self.episode_start(b, t);
+                let at = (b * (self.t + 1) + t) * input;
+                self.stack(
+                    sequence,
+                    b,
+                    (t..t + self.k).map(|i| i.max(start)),
+                    &mut out[at..at + input],
+                );
+            }
+        }
+        out
+    }
+
+    /// The stack of the final observation `last` of unroll b's truncation
+    /// at step t: frames x_{t−k+2} … x_t, then `last`.
+    fn final_stack(&self, sequence: &[f32], b: usize, t: usize, last: &[f32], out: &mut [f32]) {
+        let start = self.episode_start(b, t);
+        self.stack(sequence, b, (t + 1..t + self.k).map(|i| i.max(start)), out);
+        let (c, kc) = (self.channels, self.channels * self.k);
+        for (pixel, values) in out.chunks_exact_mut(kc).zip(last.chunks_exact(c)) {
+            pixel[(self.k - 1) * c..].copy_from_slice(values);
+        }
+    }
+}
+
 /// A batch of B unrolls of length T, time-major.
 #[derive(Clone, Debug)]
 pub struct UnrollBatch {
@@ -170,7 +250,19 @@ impl UnrollBatch {
                 .to_device(device)?)
         };
         let flags = |bytes: &[u8]| bytes.iter().map(|&b| f32::from(b)).collect::<Vec<f32>>();
-        let observations = time_major(observation_values(&frames[0]), t + 1, d)?;
+        let k = layout.frame_stack as usize;
+        let stacking = (k > 1).then(|| {
+            let done: Vec<bool> = frames[4]
+                .iter()
+                .zip(&frames[TRUNCATED])
+                .map(|(&a, &b)| a != 0 || b != 0)
+                .collect();
+            FrameStacking::new(layout, count, done)
+        });
+        let observations = match &stacking {
+            Some(stacking) => time_major(stacking.observations(&observation_values(&frames[0])), t + 1, d * k)?,
+            None => time_major(observation_values(&frames[0]), t + 1, d)?,
+        };
         let actions = match layout.action {
             cml_proto::ActionLayout::Discrete { .. } => {
                 let a: Vec<u32> = u32s(&frames[1]).collect();
@@ -198,10 +290,13 @@ impl UnrollBatch {
             )));
         }
         // Sparse on the wire (one per truncated step, in (b, t) order);
-        // dense [B, T, obs] here, zeros where not truncated.
+        // dense [B, T, obs] here, zeros where not truncated (with frame
+        // stacks: each stacked after the frames before it).
         let final_observations = if truncated_flags.iter().any(|&f| f > 0.0) {
             let sparse = observation_values(&frames[FINAL_OBSERVATIONS]);
-            let mut dense = vec![0f32; count * t * d];
+            let input = d * k;
+            let sequence = stacking.as_ref().map(|_| observation_values(&frames[0]));
+            let mut dense = vec![0f32; count * t * input];
             for (rank, i) in truncated_flags
                 .iter()
                 .enumerate()
@@ -209,9 +304,14 @@ impl UnrollBatch {
                 .map(|(i, _)| i)
                 .enumerate()
             {
-                dense[i * d..(i + 1) * d].copy_from_slice(&sparse[rank * d..(rank + 1) * d]);
+                let last = &sparse[rank * d..(rank + 1) * d];
+                let out = &mut dense[i * input..(i + 1) * input];
+                match (&stacking, &sequence) {
+                    (Some(stacking), Some(sequence)) => stacking.final_stack(sequence, i / t, i % t, last, out),
+                    _ => out.copy_from_slice(last),
+                }
             }
-            Some(time_major(dense, t, d)?)
+            Some(time_major(dense, t, input)?)
         } else {
             None
         };

@@ -78,3 +78,68 @@ fn wire_batches_become_time_major() {
     short[0].pop();
     assert!(UnrollBatch::from_wire(&layout, 4, &short, &Device::Cpu).is_err());
 }
+
+/// One unroll's frames, built by hand: frame i of the T + k is
+/// `[10 i, 10 i + 1]`; step 1 terminates, step 3 is truncated with the
+/// final observation `[99, 98]`.
+fn stacked_unroll(layout: &UnrollLayout) -> Vec<Vec<u8>> {
+    let (t, k) = (layout.unroll_length as usize, layout.frame_stack as usize);
+    let obs: Vec<f32> = (0..t + k)
+        .flat_map(|i| [10.0 * i as f32, 10.0 * i as f32 + 1.0])
+        .collect();
+    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let mut terminated = vec![0u8; t];
+    terminated[1] = 1;
+    let mut truncated = vec![0u8; t];
+    truncated[3] = 1;
+    vec![
+        bytes(&obs),
+        vec![0; 4 * t],
+        bytes(&vec![-0.5; t]),
+        bytes(&vec![1.0; t]),
+        terminated,
+        truncated,
+        bytes(&[99.0, 98.0]),
+    ]
+}
+
+#[test]
+fn stacked_frames_are_rebuilt_with_episode_starts_padded() {
+    // T = 4, k = 3, observations [2] (one "pixel" of 2 channels): the unroll
+    // carries 2 frames before x_0, then x_0 … x_4 (frames 2 … 6).
+    let layout = UnrollLayout {
+        frame_stack: 3,
+        ..UnrollLayout::flat(4, 2, ActionLayout::Discrete { n: 2 })
+    };
+    let frames = stacked_unroll(&layout);
+    let batch = UnrollBatch::from_wire(&layout, 1, &frames, &Device::Cpu).unwrap();
+    assert_eq!(batch.observations.dims(), &[5, 1, 6]);
+    let obs: Vec<Vec<f32>> = batch
+        .observations
+        .to_vec3::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(|row| row[0].clone())
+        .collect();
+    let stack = |f: [usize; 3]| -> Vec<f32> {
+        f.iter()
+            .flat_map(|&i| [10.0 * i as f32, 10.0 * i as f32 + 1.0])
+            .collect()
+    };
+    // x_0, x_1: frames 0-2 and 1-3. x_2 starts an episode (step 1
+    // terminated): frame 4 only, repeated. x_3: 4, 4, 5. x_4 starts another
+    // (step 3 truncated): frame 6 repeated.
+    assert_eq!(obs[0], stack([0, 1, 2]));
+    assert_eq!(obs[1], stack([1, 2, 3]));
+    assert_eq!(obs[2], stack([4, 4, 4]));
+    assert_eq!(obs[3], stack([4, 4, 5]));
+    assert_eq!(obs[4], stack([6, 6, 6]));
+    // The final observation of step 3 is stacked after x_2, x_3 (frames 4, 5).
+    let finals = batch.final_observations.unwrap().to_vec3::<f32>().unwrap();
+    assert_eq!(finals[3][0], vec![40.0, 41.0, 50.0, 51.0, 99.0, 98.0]);
+    assert_eq!(finals[0][0], vec![0.0; 6]);
+    // A message with T + 1 frames for a stacked layout is refused.
+    let mut short = frames.clone();
+    short[0].truncate(5 * 2 * 4);
+    assert!(UnrollBatch::from_wire(&layout, 1, &short, &Device::Cpu).is_err());
+}

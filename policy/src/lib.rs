@@ -167,6 +167,12 @@ pub struct NetConfig {
     /// Initial log standard deviation of the Gaussian head (Box actions).
     #[serde(default)]
     pub initial_log_std: f32,
+    /// k: the network's input is the env's last k observations, stacked
+    /// along the last (channel) axis, oldest first (DQN's Atari frame
+    /// stack; default 1, none). Actors and the learner stack them from
+    /// frames that travel once each (`UnrollLayout::frame_stack`).
+    #[serde(default = "default_frame_stack")]
+    pub frame_stack: usize,
 }
 
 impl NetConfig {
@@ -181,8 +187,29 @@ impl NetConfig {
         if !(self.initial_log_std.is_finite() && self.initial_log_std.abs() <= 20.0) {
             return Err("initial_log_std: must be a number in [-20, 20]".to_string());
         }
+        if !(1..=MAX_FRAME_STACK).contains(&self.frame_stack) {
+            return Err(format!("frame_stack: must be in 1..={MAX_FRAME_STACK}"));
+        }
         Ok(())
     }
+
+    /// The network's input shape for env observations of `observation_shape`:
+    /// the last axis holds `frame_stack` times its channels
+    /// (`[84, 84, 1]` stacked 4 → `[84, 84, 4]`; `[8]` stacked 2 → `[16]`).
+    pub fn input_shape(&self, observation_shape: &[usize]) -> Vec<usize> {
+        let mut shape = observation_shape.to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last *= self.frame_stack;
+        }
+        shape
+    }
+}
+
+/// The most frames a network may stack (the wire's limit too).
+pub const MAX_FRAME_STACK: usize = 16;
+
+fn default_frame_stack() -> usize {
+    1
 }
 
 fn default_hidden() -> Vec<usize> {
@@ -202,6 +229,7 @@ impl Default for NetConfig {
             core: Core::None,
             core_size: default_core_size(),
             initial_log_std: 0.0,
+            frame_stack: default_frame_stack(),
         }
     }
 }

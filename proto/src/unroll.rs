@@ -9,7 +9,7 @@
 //!
 //! | # | name                    | dtype | shape                     |
 //! |---|-------------------------|-------|---------------------------|
-//! | 0 | observations            | obs   | [B, T+1, obs…]            |
+//! | 0 | observations            | obs   | [B, T+k, obs…]            |
 //! | 1 | actions                 | u32   | [B, T] (discrete)         |
 //! |   |                         | f32   | [B, T, act_dim] (continuous) |
 //! | 2 | behaviour_log_probs     | f32   | [B, T]                    |
@@ -21,11 +21,19 @@
 //!
 //! K is the number of truncated steps in the message: one final observation
 //! per `truncated = 1`, in (b, t) order, and none elsewhere.
+//!
+//! k is the layout's `frame_stack` (1 unless the network stacks frames):
+//! an unroll carries its k − 1 frames before x_0 and then x_0 … x_T, each
+//! frame once; the network's input at step t is the stack of frames
+//! t … t + k − 1 (see `frame_stack` for episode starts inside it).
 
 use serde::{Deserialize, Serialize};
 
 use crate::tensor::{f32s, u32s, DType, TensorSpec};
 use crate::{Frame, RejectReason, Rejection};
+
+/// The most frames a network may stack.
+pub const MAX_FRAME_STACK: u32 = 16;
 
 /// Frame indices of an unroll message.
 pub const OBSERVATIONS: usize = 0;
@@ -75,6 +83,25 @@ pub struct UnrollLayout {
     /// policy has none and the message has no frame for it.
     #[serde(default)]
     pub recurrent_state_size: u32,
+    /// k: frames the network stacks into one input (`[model] frame_stack`;
+    /// absent on the wire means 1). Each unroll carries `T + k` frames: the
+    /// k − 1 before x_0 (the earlier ones of its first stack, already
+    /// padded at an episode start), then x_0 … x_T. The stack at step t is
+    /// frames t … t + k − 1; a frame from before the episode of the last
+    /// one is replaced by that episode's first frame (an episode starts at
+    /// x_0's frame after a reset, and at x_{u} after `terminated` or
+    /// `truncated` at step u − 1). A final observation is stacked after the
+    /// k − 1 frames up to x_t.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub frame_stack: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(k: &u32) -> bool {
+    *k == 1
 }
 
 /// One fixed-size tensor of an unroll: name, dtype and per-unroll shape.
@@ -104,6 +131,7 @@ impl UnrollLayout {
             observation_dtype: DType::F32,
             action,
             recurrent_state_size: 0,
+            frame_stack: 1,
         }
     }
 
@@ -141,7 +169,11 @@ impl UnrollLayout {
             ActionLayout::Continuous { dim } => (DType::F32, vec![t, u64::from(dim)]),
         };
         let mut fields = vec![
-            (OBSERVATIONS, self.observation_dtype, self.observation_dims(&[t + 1])),
+            (
+                OBSERVATIONS,
+                self.observation_dtype,
+                self.observation_dims(&[t + u64::from(self.frame_stack)]),
+            ),
             (ACTIONS, action_dtype, action_shape),
             (BEHAVIOUR_LOG_PROBS, DType::F32, vec![t]),
             (REWARDS, DType::F32, vec![t]),
@@ -204,6 +236,12 @@ impl UnrollLayout {
             return Err(format!(
                 "observation_shape {:?} holds more than 2^30 values",
                 self.observation_shape
+            ));
+        }
+        if !(1..=MAX_FRAME_STACK).contains(&self.frame_stack) {
+            return Err(format!(
+                "frame_stack {} is not in 1..={MAX_FRAME_STACK}",
+                self.frame_stack
             ));
         }
         if self.recurrent_state_size > 1 << 20 {
@@ -493,6 +531,29 @@ mod tests {
             ("initial_recurrent_state", vec![2, 64])
         );
         assert_eq!(frames.item_bytes(), 400 * 4 + 4 * 3 * 3 + 3 + 3 + 64 * 4);
+        // Four stacked frames: the 3 before x_0, then x_0 … x_T, each once.
+        let stacked = UnrollLayout {
+            frame_stack: 4,
+            ..frames.clone()
+        };
+        stacked.validate().unwrap();
+        let specs = stacked.tensor_specs(2, 1);
+        assert_eq!(specs[0].shape, vec![2, 3 + 4, 10, 10, 4]);
+        assert_eq!(
+            specs[6].shape,
+            vec![1, 10, 10, 4],
+            "final observations stay single frames"
+        );
+        assert_eq!(stacked.item_bytes(), frames.item_bytes() + 3 * 400);
+        for k in [0, MAX_FRAME_STACK + 1] {
+            let e = UnrollLayout {
+                frame_stack: k,
+                ..frames.clone()
+            }
+            .validate()
+            .unwrap_err();
+            assert!(e.contains("frame_stack"), "{e}");
+        }
         for bad in [vec![], vec![3, 0], vec![1, 1, 1, 1, 1]] {
             let e = UnrollLayout {
                 observation_shape: bad,
@@ -641,5 +702,15 @@ mod tests {
         assert_eq!(back, layout());
         // {"kind": "discrete", "n": 2} inside.
         assert!(bytes.windows(8).any(|w| w == b"discrete"));
+        // frame_stack 1 is left out (peers that predate it read the same
+        // map); any other value travels.
+        assert!(!bytes.windows(11).any(|w| w == b"frame_stack"));
+        let stacked = UnrollLayout {
+            frame_stack: 4,
+            ..layout()
+        };
+        let bytes = rmp_serde::to_vec_named(&stacked).unwrap();
+        assert!(bytes.windows(11).any(|w| w == b"frame_stack"));
+        assert_eq!(rmp_serde::from_slice::<UnrollLayout>(&bytes).unwrap(), stacked);
     }
 }

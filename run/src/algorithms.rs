@@ -29,14 +29,15 @@ pub fn build(
     seed: u64,
     device: Option<&str>,
 ) -> Result<Box<dyn Algorithm>, RunError> {
-    let obs = ObservationShape::from(observation_shape);
-    if obs.flat_dim() != layout.obs_dim() {
+    if observation_shape.iter().product::<usize>() != layout.obs_dim() {
         return Err(RunError::Config(format!(
             "observation shape {observation_shape:?} has {} values, the unroll layout {}",
-            obs.flat_dim(),
+            observation_shape.iter().product::<usize>(),
             layout.obs_dim()
         )));
     }
+    // The network's input: k stacked frames along the channels.
+    let obs = ObservationShape::from(model.input_shape(observation_shape).as_slice());
     let mut training = learner.training(total_frames, seed);
     if let Some(device) = device {
         training.device = device.to_string();
