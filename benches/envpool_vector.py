@@ -6,28 +6,17 @@ dependency of cml-rl; give a Python that has it (`pip install envpool`).
 """
 
 import sys
-import time
 
 import envpool
-import numpy as np
+
+from gymnasium_vector import random_steps_per_second
 
 
 def main():
     task, num_envs, threads, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
     env = envpool.make(task, env_type="gymnasium", num_envs=num_envs, num_threads=threads, seed=0)
     env.reset()
-    rng = np.random.default_rng(0)
-    n = env.action_space.n
-
-    def run(duration):
-        steps, start = 0, time.perf_counter()
-        while time.perf_counter() - start < duration:
-            env.step(rng.integers(0, n, size=num_envs))
-            steps += num_envs
-        return steps / (time.perf_counter() - start)
-
-    run(min(2.0, seconds))  # warm-up
-    rate = run(seconds)
+    rate = random_steps_per_second(env, num_envs, env.action_space.n, seconds)
     label = f"envpool {envpool.__version__} {task} ({num_envs} envs, {threads} threads)"
     print(f"{label:<62} {rate:10.0f} steps/s")
 

@@ -13,11 +13,28 @@ Prints one line: what ran, and its env steps/s.
 import sys
 import time
 
-import gymnasium as gym
 import numpy as np
 
 
+def random_steps_per_second(envs, num_envs, n_actions, seconds):
+    """Steps `envs` (any vector env with `step(actions)`) with uniform
+    random actions for `seconds` after a warm-up; env steps per second."""
+    rng = np.random.default_rng(0)
+
+    def run(duration):
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < duration:
+            envs.step(rng.integers(0, n_actions, size=num_envs))
+            steps += num_envs
+        return steps / (time.perf_counter() - start)
+
+    run(min(2.0, seconds))  # warm-up
+    return run(seconds)
+
+
 def main():
+    import gymnasium as gym
+
     env_id, mode, num_envs, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     if env_id.startswith("ALE/"):
         import ale_py
@@ -44,18 +61,7 @@ def main():
             **kwargs,
         )
     envs.reset(seed=0)
-    rng = np.random.default_rng(0)
-    n = envs.single_action_space.n
-
-    def run(duration):
-        steps, start = 0, time.perf_counter()
-        while time.perf_counter() - start < duration:
-            envs.step(rng.integers(0, n, size=num_envs))
-            steps += num_envs
-        return steps / (time.perf_counter() - start)
-
-    run(min(2.0, seconds))  # warm-up
-    rate = run(seconds)
+    rate = random_steps_per_second(envs, num_envs, envs.single_action_space.n, seconds)
     envs.close()
     print(f"{f'gymnasium {env_id} ({mode}, {num_envs} envs)':<62} {rate:10.0f} steps/s")
 

@@ -389,7 +389,7 @@ impl Config {
     }
 
     /// What a checkpoint's meaning depends on, canonically: the env (id,
-    /// params, time limit), the unroll length, `[model]`, the algorithm,
+    /// params, time limit, Python env keys), the unroll length, `[model]`, the algorithm,
     /// optimizer, loss and gradient clip, as JSON with sorted keys and every
     /// value that equals its default left out, so a field added later with
     /// a default does not change the fingerprint of an old run.
@@ -423,6 +423,9 @@ impl Config {
                 "max_episode_steps": self.env.max_episode_steps,
                 "kwargs": value(&self.env.kwargs),
                 "wrappers": self.env.wrappers.iter().map(|w| json!([w.name, value(&w.args)])).collect::<Vec<_>>(),
+                "vectorization": value(self.env.vectorization),
+                "observation_layout": value(self.env.observation_layout),
+                "episodic_life": self.env.episodic_life,
             },
             "unroll_length": self.actor.unroll_length,
             "model": value(&self.model),
@@ -766,7 +769,7 @@ mod tests {
         // Writing a default out, or changing what does not shape the
         // checkpoint (endpoints, stop conditions), keeps the fingerprint.
         assert_eq!(plain, fp("[learner.loss]\ndiscount = 0.99\n"));
-        assert_eq!(plain, fp("[model]\nhidden = [64, 64]\n"));
+        assert_eq!(plain, fp("[model]\nhidden = [64, 64]\nframe_stack = 1\n"));
         assert_eq!(plain, fp("[train]\nmax_seconds = 5.0\n[learner]\nbatch_size = 8\n"));
         // Model, loss, optimizer, env and its params each change it.
         for extra in [
@@ -777,8 +780,27 @@ mod tests {
             "[learner]\nmax_grad_norm = 1.0\n",
             "[actor]\nunroll_length = 10\n",
             "[env.params]\nsutton_barto_reward = true\n",
+            "[model]\nframe_stack = 2\n",
         ] {
             assert_ne!(plain, fp(extra), "{extra}");
+        }
+        // The Python env keys: each changes it, unset they are left out.
+        let python = |extra: &str| {
+            Config::parse(&format!("[env]\nid = \"gymnasium:ALE/Pong-v5\"\n{extra}"))
+                .unwrap()
+                .fingerprint_source()
+        };
+        let pong = python("");
+        assert!(
+            !pong.contains("vectorization") && !pong.contains("episodic_life"),
+            "{pong}"
+        );
+        for extra in [
+            "vectorization = \"vector_entry_point\"\n",
+            "observation_layout = \"chw\"\n",
+            "episodic_life = true\n",
+        ] {
+            assert_ne!(pong, python(extra), "{extra}");
         }
         let other_env = Config::parse("[env]\nid = \"Acrobot-v1\"\n")
             .unwrap()

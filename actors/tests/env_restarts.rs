@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use candle_core::Device;
-use candle_nn::VarMap;
-use cml_actors::{policy_from_weights, RestartLimit, VersionedPolicy, Worker};
+mod common;
+
+use cml_actors::{RestartLimit, VersionedPolicy, Worker};
 use cml_envs::{Action, Env, EnvError, Space, Step, VecEnv, VectorEnv};
-use cml_policy::{ActionKind, NetConfig, PolicyNet};
+use cml_policy::NetConfig;
 use parking_lot::Mutex;
 
 /// Episodes of 3 steps; fails on its `fail_at`-th step since it was made
@@ -75,18 +75,7 @@ fn fragile_envs(seeds: &Arc<Mutex<Vec<u64>>>) -> Result<Box<dyn VectorEnv>, EnvE
 }
 
 fn policy(worker: &Worker) -> VersionedPolicy {
-    let varmap = VarMap::new();
-    PolicyNet::init(
-        &varmap,
-        &[2usize][..],
-        ActionKind::Categorical(2),
-        &NetConfig::default(),
-        3,
-        &Device::Cpu,
-    )
-    .unwrap();
-    let weights = PolicyNet::to_safetensors(&varmap).unwrap();
-    policy_from_weights(&weights, 1, worker.layout(), &[2], &NetConfig::default()).unwrap()
+    common::fresh_policy(worker, &[2], 2, &NetConfig::default())
 }
 
 #[test]

@@ -2,11 +2,11 @@
 //! (`terminated` in the unroll) while the game goes on, so the episode the
 //! actors report is the whole game with its true score.
 
-use candle_core::Device;
-use candle_nn::VarMap;
-use cml_actors::{policy_from_weights, VersionedPolicy, Worker};
+mod common;
+
+use cml_actors::Worker;
 use cml_envs::{EnvError, Space, VecActions, VecStepOutput, VectorEnv};
-use cml_policy::{ActionKind, NetConfig, PolicyNet};
+use cml_policy::NetConfig;
 use cml_proto::unroll::TERMINATED;
 
 /// One game of 3 lives: a life is lost every 2 steps (steps 2 and 4 are
@@ -57,21 +57,6 @@ impl VectorEnv for ThreeLives {
     }
 }
 
-fn policy(worker: &Worker) -> VersionedPolicy {
-    let varmap = VarMap::new();
-    PolicyNet::init(
-        &varmap,
-        &[1usize][..],
-        ActionKind::Categorical(2),
-        &NetConfig::default(),
-        3,
-        &Device::Cpu,
-    )
-    .unwrap();
-    let weights = PolicyNet::to_safetensors(&varmap).unwrap();
-    policy_from_weights(&weights, 1, worker.layout(), &[1], &NetConfig::default()).unwrap()
-}
-
 #[test]
 fn a_life_lost_is_a_termination_for_learning_and_the_game_is_the_episode() {
     let env = ThreeLives {
@@ -82,7 +67,7 @@ fn a_life_lost_is_a_termination_for_learning_and_the_game_is_the_episode() {
     };
     let t = 12;
     let mut worker = Worker::new(0, Box::new(env), t, 0, 1, &NetConfig::default(), None).unwrap();
-    let policy = policy(&worker);
+    let policy = common::fresh_policy(&worker, &[1], 2, &NetConfig::default());
     let mut chunk = worker.new_chunk();
     worker.fill(&policy, &mut chunk).unwrap();
     // Terminations at steps 2, 4, 6 of each game (indices 1, 3, 5, 7, 9, 11).

@@ -3,12 +3,13 @@
 //! each frame once (k − 1 before x_0, then x_0 … x_T), and the learner
 //! rebuilds exactly the stacks the actors saw, across unrolls and episodes.
 
+mod common;
+
 use candle_core::Device;
-use candle_nn::VarMap;
-use cml_actors::{policy_from_weights, Worker};
+use cml_actors::Worker;
 use cml_envs::{Action, Env, EnvError, Space, Step, VecEnv};
 use cml_learner::UnrollBatch;
-use cml_policy::{ActionKind, NetConfig, PolicyNet};
+use cml_policy::NetConfig;
 
 /// Episodes of 3 steps; the observation is `offset + 10·episode + step`.
 struct Counting {
@@ -82,18 +83,9 @@ fn the_learner_rebuilds_the_stacks_the_actors_saw() {
     };
     let mut worker = Worker::new(0, Box::new(VecEnv::new(envs).unwrap()), t, 0, 0, &net, None).unwrap();
     assert_eq!(worker.layout().frame_stack, 3);
-    let varmap = VarMap::new();
-    PolicyNet::init(
-        &varmap,
-        &[3usize][..],
-        ActionKind::Categorical(2),
-        &net,
-        0,
-        &Device::Cpu,
-    )
-    .unwrap();
-    let weights = PolicyNet::to_safetensors(&varmap).unwrap();
-    let policy = policy_from_weights(&weights, 1, worker.layout(), &[1], &net).unwrap();
+    // The network takes the 3 stacked observations: input [3].
+    assert_eq!(net.input_shape(&[1]), vec![3]);
+    let policy = common::fresh_policy(&worker, &[1], 2, &net);
     let mut chunk = worker.new_chunk();
     for c in 0..3usize {
         worker.fill(&policy, &mut chunk).unwrap();

@@ -58,7 +58,7 @@ pub struct GymnasiumEnv {
 
 /// How a worker makes its K envs (`[env] vectorization`, named after
 /// `gymnasium.make_vec`'s `vectorization_mode`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Vectorization {
     /// K envs from `gymnasium.make`, each with `[env] wrappers`, stepped
@@ -78,7 +78,7 @@ pub enum Vectorization {
 /// cml-rl's networks take `[H, W, C]`; a `"chw"` env's `[C, H, W]` frames
 /// (Gymnasium's frame stacks, ale_py's vector env) are transposed as the
 /// worker writes them, and the space is reported as `[H, W, C]`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ObservationLayout {
     /// Channels last (or not an image): written as the env makes it.

@@ -67,16 +67,25 @@ class Frames(gym.Env):
         return frame(self.t, self.seed), float(action), False, self.t >= 3, {}
 
 
-class FramesVector(gym.vector.VectorEnv):
+class BatchedOf(gym.vector.VectorEnv):
+    """A batched vector env of `single` (a class with both spaces), as
+    `make_vec(..., vectorization_mode="vector_entry_point")` makes it;
+    `t` counts each env's steps."""
+
+    def __init__(self, single, num_envs, autoreset_mode):
+        self.num_envs = num_envs
+        self.single_observation_space = single.observation_space
+        self.single_action_space = single.action_space
+        self.metadata = {"autoreset_mode": gym.vector.AutoresetMode(autoreset_mode)}
+        self.t = np.zeros(num_envs, dtype=np.int64)
+
+
+class FramesVector(BatchedOf):
     """Frames as a batched vector env (as ale_py's AtariVectorEnv is one):
     same-step autoreset with `final_obs`; seeds must be C ints."""
 
     def __init__(self, num_envs, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP):
-        self.num_envs = num_envs
-        self.single_observation_space = Frames.observation_space
-        self.single_action_space = Frames.action_space
-        self.metadata = {"autoreset_mode": gym.vector.AutoresetMode(autoreset_mode)}
-        self.t = np.zeros(num_envs, dtype=np.int64)
+        super().__init__(Frames, num_envs, autoreset_mode)
         self.seeds = np.zeros(num_envs, dtype=np.int64)
 
     def frames(self):
@@ -120,15 +129,11 @@ class ThreeLives(gym.Env):
         return np.full(1, self.t, dtype=np.float32), 1.0, lives == 0, False, {"lives": lives}
 
 
-class ThreeLivesVector(gym.vector.VectorEnv):
+class ThreeLivesVector(BatchedOf):
     """ThreeLives batched, same-step autoreset with `final_obs`."""
 
     def __init__(self, num_envs, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP):
-        self.num_envs = num_envs
-        self.single_observation_space = ThreeLives.observation_space
-        self.single_action_space = ThreeLives.action_space
-        self.metadata = {"autoreset_mode": gym.vector.AutoresetMode(autoreset_mode)}
-        self.t = np.zeros(num_envs, dtype=np.int64)
+        super().__init__(ThreeLives, num_envs, autoreset_mode)
 
     def obs(self):
         return self.t.astype(np.float32).reshape(-1, 1)
