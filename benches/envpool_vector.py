@@ -18,7 +18,7 @@ def main():
     env.reset()
     rate = random_steps_per_second(env, num_envs, env.action_space.n, seconds)
     label = f"envpool {envpool.__version__} {task} ({num_envs} envs, {threads} threads)"
-    print(f"{label:<62} {rate:10.0f} steps/s")
+    print(f"{label:<72} {rate:10.0f} steps/s")
 
 
 if __name__ == "__main__":

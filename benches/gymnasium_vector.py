@@ -63,7 +63,7 @@ def main():
     envs.reset(seed=0)
     rate = random_steps_per_second(envs, num_envs, envs.single_action_space.n, seconds)
     envs.close()
-    print(f"{f'gymnasium {env_id} ({mode}, {num_envs} envs)':<62} {rate:10.0f} steps/s")
+    print(f"{f'gymnasium {env_id} ({mode}, {num_envs} envs)':<72} {rate:10.0f} steps/s")
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ python=${CML_PYTHON:-$PWD/.venv-ci/bin/python}
 export CML_PYTHON=$python
 cargo bench --no-run --bench actor_host >/dev/null 2>&1
 
-host() { # env torso workers total [env toml]
+host() { # env torso workers total [env toml] [label]
   CML_BENCH_ENV=$1 CML_BENCH_TORSO=$2 CML_BENCH_WORKERS=$3 CML_BENCH_ACTORS=$4 CML_BENCH_ENV_TOML=${5:-} \
     CML_BENCH_SHARDS=1 CML_BENCH_SECONDS=$secs cargo bench --bench actor_host 2>/dev/null |
-    awk -v what="cml-rl $1 ($2, $3 workers, $4 envs)" '$1 ~ /^[0-9]+$/ { printf "%-62s %10.0f steps/s\n", what, $2 }'
+    awk -v what="cml-rl $1 ($2, $3 workers, $4 envs${6:+, $6})" '$1 ~ /^[0-9]+$/ { printf "%-72s %10.0f steps/s\n", what, $2 }'
 }
 bare() { # id mode num_envs
   "$python" benches/gymnasium_vector.py "$1" "$2" "$3" "$secs"
@@ -31,7 +31,7 @@ bare_twice() { # id num_envs
   "$python" benches/gymnasium_vector.py "$1" sync "$2" "$secs" > "$tmp/b"
   wait
   cat "$tmp/a" "$tmp/b" | awk -v what="gymnasium $1 (2 processes, sync, $2 envs each)" \
-    '{ s += $(NF - 1) } END { printf "%-62s %10.0f steps/s\n", what, s }'
+    '{ s += $(NF - 1) } END { printf "%-72s %10.0f steps/s\n", what, s }'
 }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -52,13 +52,9 @@ bare ALE/Pong-v5 vector_entry_point 32
 if [ -n "${PEERS_PYTHON:-}" ]; then
   "$PEERS_PYTHON" benches/envpool_vector.py Pong-v5 32 2 "$secs"
 fi
-ale='import = ["ale_py"]
-vectorization = "vector_entry_point"
-observation_layout = "chw"
-kwargs = { num_threads = 2 }'
-host gymnasium:ALE/Pong-v5 nature 1 32 "$ale"
-ale_one_thread='import = ["ale_py"]
-vectorization = "vector_entry_point"
-observation_layout = "chw"
-kwargs = { num_threads = 1 }'
-host gymnasium:ALE/Pong-v5 nature 2 32 "$ale_one_thread"
+ale() { # ALE threads per worker
+  printf 'import = ["ale_py"]\nvectorization = "vector_entry_point"\nobservation_layout = "chw"\nkwargs = { num_threads = %s }' "$1"
+}
+host gymnasium:ALE/Pong-v5 nature 1 32 "$(ale 1)" "1 ALE thread"
+host gymnasium:ALE/Pong-v5 nature 1 32 "$(ale 2)" "2 ALE threads"
+host gymnasium:ALE/Pong-v5 nature 2 32 "$(ale 1)" "1 ALE thread each"
