@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::{free_port, spawn, wait_exit};
@@ -82,25 +82,7 @@ fn pong_trains_on_frames_carried_once_and_its_checkpoint_plays_a_game() {
     assert!(column("learner_steps") >= 3.0, "{metrics}");
     assert!(column("env_frames") >= 3.0 * 2.0 * 8.0, "{metrics}");
 
-    let mut checkpoints: Vec<_> = std::fs::read_dir(run.join("checkpoints"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-        .collect();
-    checkpoints.sort();
-    let out = Command::new(env!("CARGO_BIN_EXE_cml-rl"))
-        .args([
-            "eval",
-            checkpoints.last().unwrap().to_str().unwrap(),
-            "--episodes",
-            "1",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = common::eval_report(&common::latest_checkpoint(&run), 1);
     // A whole game: someone reached 21 points.
     let score = report["mean_return"].as_f64().unwrap();
     assert!((-21.0..=21.0).contains(&score) && score.abs() >= 1.0, "{report}");

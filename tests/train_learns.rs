@@ -186,7 +186,6 @@ fn shipped_config_learns(name: &str, edit: impl FnOnce(String) -> String, during
     let config = dir.join(name);
     std::fs::write(&config, &text).unwrap();
 
-    let bin = env!("CARGO_BIN_EXE_cml-rl");
     let mut train = spawn(&["train", config.to_str().unwrap()], &dir, Stdio::piped());
     during(&train, &dir);
     let status = wait_exit(&mut train, Duration::from_secs(300));
@@ -201,25 +200,7 @@ fn shipped_config_learns(name: &str, edit: impl FnOnce(String) -> String, during
     let last: Vec<&str> = metrics.lines().last().unwrap().split(',').collect();
     let mean_return: f64 = last[4].parse().unwrap();
     assert!(mean_return >= 150.0, "last metrics.csv row: {last:?}");
-    let mut checkpoints: Vec<_> = std::fs::read_dir(run.join("checkpoints"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-        .collect();
-    checkpoints.sort();
-    let out = Command::new(bin)
-        .args([
-            "eval",
-            checkpoints.last().unwrap().to_str().unwrap(),
-            "--episodes",
-            "10",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = common::eval_report(&common::latest_checkpoint(&run), 10);
     let mean = report["mean_return"].as_f64().unwrap();
     // Well clear of a random policy (~22), with room for a run that stopped
     // on a lucky window (README, Learning).

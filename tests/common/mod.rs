@@ -109,3 +109,31 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
             .unwrap_or_default(),
     )
 }
+
+/// The run's newest checkpoint (`<run>/checkpoints/*.safetensors`, by name).
+pub fn latest_checkpoint(run: &Path) -> PathBuf {
+    let mut checkpoints: Vec<PathBuf> = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    checkpoints.sort();
+    checkpoints.pop().expect("a checkpoint")
+}
+
+/// `cml-rl eval <checkpoint> --episodes n --json`: its report.
+pub fn eval_report(checkpoint: &Path, episodes: usize) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_cml-rl"))
+        .args([
+            "eval",
+            checkpoint.to_str().unwrap(),
+            "--episodes",
+            &episodes.to_string(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
