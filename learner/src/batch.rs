@@ -209,7 +209,7 @@ impl UnrollBatch {
         device: &Device,
     ) -> Result<UnrollBatch> {
         use cml_proto::tensor::{f32s, u32s};
-        use cml_proto::unroll::{FINAL_OBSERVATIONS, TRUNCATED};
+        use cml_proto::unroll::{FINAL_OBSERVATIONS, TERMINATED, TRUNCATED};
         let specs = layout.tensor_specs(count, layout.final_count(frames));
         if frames.len() != specs.len() {
             return Err(LearnerError::Batch(format!(
@@ -252,16 +252,22 @@ impl UnrollBatch {
         let flags = |bytes: &[u8]| bytes.iter().map(|&b| f32::from(b)).collect::<Vec<f32>>();
         let k = layout.frame_stack as usize;
         let stacking = (k > 1).then(|| {
-            let done: Vec<bool> = frames[4]
+            let done: Vec<bool> = frames[TERMINATED]
                 .iter()
                 .zip(&frames[TRUNCATED])
                 .map(|(&a, &b)| a != 0 || b != 0)
                 .collect();
             FrameStacking::new(layout, count, done)
         });
-        let observations = match &stacking {
-            Some(stacking) => time_major(stacking.observations(&observation_values(&frames[0])), t + 1, d * k)?,
-            None => time_major(observation_values(&frames[0]), t + 1, d)?,
+        // The unrolls' frames: x_0 … x_T, or with stacks the T + k frames
+        // (kept for stacking the final observations).
+        let sequence = observation_values(&frames[0]);
+        let (observations, sequence) = match &stacking {
+            Some(stacking) => (
+                time_major(stacking.observations(&sequence), t + 1, d * k)?,
+                Some(sequence),
+            ),
+            None => (time_major(sequence, t + 1, d)?, None),
         };
         let actions = match layout.action {
             cml_proto::ActionLayout::Discrete { .. } => {
@@ -295,7 +301,6 @@ impl UnrollBatch {
         let final_observations = if truncated_flags.iter().any(|&f| f > 0.0) {
             let sparse = observation_values(&frames[FINAL_OBSERVATIONS]);
             let input = d * k;
-            let sequence = stacking.as_ref().map(|_| observation_values(&frames[0]));
             let mut dense = vec![0f32; count * t * input];
             for (rank, i) in truncated_flags
                 .iter()

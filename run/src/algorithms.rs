@@ -29,10 +29,10 @@ pub fn build(
     seed: u64,
     device: Option<&str>,
 ) -> Result<Box<dyn Algorithm>, RunError> {
-    if observation_shape.iter().product::<usize>() != layout.obs_dim() {
+    let values: usize = observation_shape.iter().product();
+    if values != layout.obs_dim() {
         return Err(RunError::Config(format!(
-            "observation shape {observation_shape:?} has {} values, the unroll layout {}",
-            observation_shape.iter().product::<usize>(),
+            "observation shape {observation_shape:?} has {values} values, the unroll layout {}",
             layout.obs_dim()
         )));
     }
