@@ -14,6 +14,10 @@
 //!   `[84, 84, 4]` frames of 0..=255, 6 actions (a small batch: candle's CPU
 //!   convolution backward is slow).
 //!
+//! - `policy/nature_forward_32`: the Nature network's forward pass on 32
+//!   such frames, no gradient: what an actor worker of 32 Atari envs runs
+//!   each tick.
+//!
 //! `benches/learner_bench.sh` runs them beside the same updates in PyTorch
 //! (`benches/torch_learner_step.py`, `benches/torch_apex_step.py`) and prints
 //! the ratios.
@@ -124,6 +128,25 @@ fn learner_step(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("nature_b8_t5", |bench| {
         bench.iter(|| learner.step(&batch).expect("step"))
+    });
+    group.finish();
+
+    let net = cml_policy::PolicyNet::init(
+        &candle_nn::VarMap::new(),
+        vec![84, 84, 4],
+        ActionKind::Categorical(6),
+        &nature,
+        0,
+        &Device::Cpu,
+    )
+    .expect("network");
+    let frames = batch_of(0, 32, 84 * 84 * 4, 6, Values::Pixels).observations;
+    let frames = frames.reshape((32, 84 * 84 * 4)).expect("frames");
+    let mut group = c.benchmark_group("policy");
+    group.throughput(Throughput::Elements(32));
+    group.sample_size(20);
+    group.bench_function("nature_forward_32", |bench| {
+        bench.iter(|| net.forward(&frames).expect("forward"))
     });
     group.finish();
 }

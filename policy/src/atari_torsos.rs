@@ -1,4 +1,5 @@
-//! The two Atari torsos, on candle's `conv2d` (any device, differentiable):
+//! The two Atari torsos, on [`UnfoldedConv2d`] over channels-last images
+//! (im2col on the CPU, candle's `conv2d` elsewhere; differentiable):
 //!
 //! - `nature`: the DQN Nature paper's network, as TorchBeast's `AtariNet`:
 //!   conv 32@8×8 stride 4, 64@4×4 stride 2, 64@3×3 stride 1 (no padding,
@@ -8,14 +9,17 @@
 //!   3×3 stride 2 (`SAME`) → two residual blocks (x + conv(relu(conv(relu(x))))),
 //!   then ReLU, flatten CHW, fully connected 256, ReLU.
 //!
-//! Both read HWC observations (as the env writes them), convert them to
-//! NCHW once, and divide them by 255 first, as TorchBeast's networks do:
-//! they are meant for 0..=255 pixel frames.
+//! Both read HWC observations (as the env writes them) and stay channels
+//! last to the end, where the features are flattened CHW as PyTorch's
+//! `view(N, -1)` does (one small permute), so the fully connected weights
+//! mean what TorchBeast's do. The first convolution divides the frames by
+//! 255, as TorchBeast's networks do: they are meant for 0..=255 pixels.
 
 use candle_core::Tensor;
-use candle_nn::{Conv2d, Conv2dConfig, Linear, Module, VarBuilder, VarMap};
+use candle_nn::{Linear, Module, VarBuilder, VarMap};
 
 use crate::max_pool::{max_pool2d_same, same_padding};
+use crate::unfolded_conv::UnfoldedConv2d;
 use crate::{init_conv, init_linear, PolicyError, Result};
 
 /// `(out_channels, kernel, stride)` of the Nature torso's convolutions.
@@ -58,24 +62,19 @@ pub fn impala_output(height: usize, width: usize) -> (usize, usize, usize) {
 /// after the third convolution).
 pub const NATURE_MIN_SIDE: usize = 36;
 
-/// HWC rows `[N, H·W·C]` to NCHW, scaled to [0, 1].
-fn pixels_to_nchw(obs: &Tensor, (h, w, c): (usize, usize, usize)) -> Result<Tensor> {
-    let n = obs.dim(0)?;
-    Ok((obs.reshape((n, h, w, c))?.permute((0, 3, 1, 2))?.contiguous()? * PIXEL_SCALE)?)
+/// HWC rows `[N, H·W·C]` as images `[N, H, W, C]`.
+fn images(obs: &Tensor, (h, w, c): (usize, usize, usize)) -> Result<Tensor> {
+    Ok(obs.reshape((obs.dim(0)?, h, w, c))?)
 }
 
-fn conv(vb: VarBuilder, in_c: usize, out_c: usize, kernel: usize, stride: usize, padding: usize) -> Result<Conv2d> {
-    let config = Conv2dConfig {
-        padding,
-        stride,
-        ..Default::default()
-    };
-    Ok(candle_nn::conv2d(in_c, out_c, kernel, config, vb)?)
+/// `[N, H, W, C]` features flattened CHW, as PyTorch's `view(N, -1)` of NCHW.
+fn flatten_chw(x: &Tensor) -> Result<Tensor> {
+    Ok(x.permute((0, 3, 1, 2))?.flatten_from(1)?)
 }
 
 /// The Nature torso's layers: `torso.conv{0,1,2}`, `torso.fc`.
 pub struct NatureTorso {
-    convs: Vec<Conv2d>,
+    convs: Vec<UnfoldedConv2d>,
     fc: Linear,
     image: (usize, usize, usize),
 }
@@ -104,7 +103,9 @@ impl NatureTorso {
         let mut convs = Vec::with_capacity(3);
         let mut in_c = c;
         for (i, (out_c, k, s)) in NATURE_CONVS.into_iter().enumerate() {
-            convs.push(conv(vb.pp(format!("torso.conv{i}")), in_c, out_c, k, s, 0)?);
+            let conv = UnfoldedConv2d::build(vb.pp(format!("torso.conv{i}")), in_c, out_c, k, s, 0)?;
+            // The first layer reads the frames in [0, 1].
+            convs.push(if i == 0 { conv.scaling_input(PIXEL_SCALE) } else { conv });
             in_c = out_c;
         }
         let fc = candle_nn::linear(oc * oh * ow, NATURE_HIDDEN, vb.pp("torso.fc"))?;
@@ -112,26 +113,18 @@ impl NatureTorso {
     }
 
     pub fn forward(&self, obs: &Tensor) -> Result<Tensor> {
-        let mut x = pixels_to_nchw(obs, self.image)?;
-        for (conv, (_, k, stride)) in self.convs.iter().zip(NATURE_CONVS) {
-            // Rows and columns no window reaches are cut first: they do not
-            // change the output, and candle's conv2d backward (a transposed
-            // convolution without output padding) returns a gradient of the
-            // covered size only.
-            let (_, _, h, w) = x.dims4()?;
-            let used = |side: usize| (side - k) / stride * stride + k;
-            x = x.narrow(2, 0, used(h))?.narrow(3, 0, used(w))?;
-            x = conv.forward(&x)?.relu()?;
+        let mut x = images(obs, self.image)?;
+        for conv in &self.convs {
+            x = conv.forward_relu(&x)?;
         }
-        // CHW flatten, as PyTorch's `view(N, -1)`.
-        Ok(self.fc.forward(&x.flatten_from(1)?)?.relu()?)
+        Ok(self.fc.forward(&flatten_chw(&x)?)?.relu()?)
     }
 }
 
 /// One IMPALA stack: conv, pool, two residual blocks of two convs each.
 struct ImpalaStack {
-    conv: Conv2d,
-    residual: [[Conv2d; 2]; 2],
+    conv: UnfoldedConv2d,
+    residual: [[UnfoldedConv2d; 2]; 2],
 }
 
 /// The IMPALA torso's layers: `torso.stack{i}.conv`,
@@ -179,9 +172,12 @@ impl ImpalaTorso {
         let mut in_c = c;
         for (i, out_c) in IMPALA_CHANNELS.into_iter().enumerate() {
             let s = vb.pp(format!("torso.stack{i}"));
-            let res = |j: usize, k: usize| conv(s.pp(format!("res{j}.conv{k}")), out_c, out_c, 3, 1, 1);
+            let res =
+                |j: usize, k: usize| UnfoldedConv2d::build(s.pp(format!("res{j}.conv{k}")), out_c, out_c, 3, 1, 1);
+            let conv = UnfoldedConv2d::build(s.pp("conv"), in_c, out_c, 3, 1, 1)?;
             stacks.push(ImpalaStack {
-                conv: conv(s.pp("conv"), in_c, out_c, 3, 1, 1)?,
+                // The first layer reads the frames in [0, 1].
+                conv: if i == 0 { conv.scaling_input(PIXEL_SCALE) } else { conv },
                 residual: [[res(0, 0)?, res(0, 1)?], [res(1, 0)?, res(1, 1)?]],
             });
             in_c = out_c;
@@ -192,16 +188,15 @@ impl ImpalaTorso {
     }
 
     pub fn forward(&self, obs: &Tensor) -> Result<Tensor> {
-        let mut x = pixels_to_nchw(obs, self.image)?;
+        let mut x = images(obs, self.image)?;
         for stack in &self.stacks {
             x = max_pool2d_same(&stack.conv.forward(&x)?, 3, 2)?;
             for [first, second] in &stack.residual {
-                let y = second.forward(&first.forward(&x.relu()?)?.relu()?)?;
+                let y = second.forward(&first.forward_relu(&x.relu()?)?)?;
                 x = (x + y)?;
             }
         }
-        let x = x.relu()?.flatten_from(1)?;
-        Ok(self.fc.forward(&x)?.relu()?)
+        Ok(self.fc.forward(&flatten_chw(&x.relu()?)?)?.relu()?)
     }
 }
 
@@ -316,40 +311,72 @@ mod tests {
         }
     }
 
-    /// Frames are divided by 255 in the network: the first convolution of
-    /// frame x equals that of an MLP-free reference on x / 255.
+    /// The Nature torso is TorchBeast's function of the frame: a white
+    /// frame (255) gives the features candle's `conv2d` over NCHW gives on
+    /// ones (x / 255), flattened CHW into the same fully connected weights.
+    /// So frames are scaled in the network, and the channels-last layers
+    /// and the final flatten mean what PyTorch's do.
     #[test]
-    fn pixels_are_scaled_to_unit_range() {
+    fn nature_torso_is_torchbeasts_function_of_the_frame() {
         let varmap = candle_nn::VarMap::new();
-        let shape = (36, 36, 1);
+        let (h, w, c) = (40, 36, 2);
         let net = PolicyNet::init(
             &varmap,
-            &[36usize, 36, 1][..],
+            &[h, w, c][..],
             ActionKind::Categorical(2),
             &config(Torso::Nature),
             1,
             &Device::Cpu,
         )
         .unwrap();
-        let white = Tensor::full(255f32, (1, 36 * 36), &Device::Cpu).unwrap();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let (torso, _) = NatureTorso::build(vb, shape).unwrap();
-        let mut x = Tensor::ones((1, 1, 36, 36), DType::F32, &Device::Cpu).unwrap();
-        for conv in &torso.convs {
+        let vars = varmap.data().lock().unwrap().clone();
+        let var = |name: &str| vars[name].as_tensor().clone();
+        // Some pixels dark, so the frame is not uniform.
+        let frame: Vec<f32> = (0..h * w * c).map(|i| if i % 7 == 0 { 0.0 } else { 255.0 }).collect();
+        let by_hand_input: Vec<f32> = frame.iter().map(|v| v / 255.0).collect();
+        let mut x = Tensor::from_vec(by_hand_input, (1, h, w, c), &Device::Cpu)
+            .unwrap()
+            .permute((0, 3, 1, 2))
+            .unwrap()
+            .contiguous()
+            .unwrap();
+        for (i, (_, _, stride)) in NATURE_CONVS.into_iter().enumerate() {
+            let conv = candle_nn::Conv2d::new(
+                var(&format!("torso.conv{i}.weight")),
+                Some(var(&format!("torso.conv{i}.bias"))),
+                candle_nn::Conv2dConfig {
+                    stride,
+                    ..Default::default()
+                },
+            );
+            let (_, _, xh, xw) = x.dims4().unwrap();
+            let (k, used) = (NATURE_CONVS[i].1, |side: usize| {
+                (side - NATURE_CONVS[i].1) / stride * stride
+            });
+            x = x
+                .narrow(2, 0, used(xh) + k)
+                .unwrap()
+                .narrow(3, 0, used(xw) + k)
+                .unwrap();
             x = conv.forward(&x).unwrap().relu().unwrap();
         }
-        let by_hand = torso.fc.forward(&x.flatten_from(1).unwrap()).unwrap().relu().unwrap();
-        let features = torso.forward(&white).unwrap();
-        let diff = (features - by_hand)
+        let fc = Linear::new(var("torso.fc.weight"), Some(var("torso.fc.bias")));
+        let by_hand = fc.forward(&x.flatten_from(1).unwrap()).unwrap().relu().unwrap();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let (torso, _) = NatureTorso::build(vb, (h, w, c)).unwrap();
+        let frame = Tensor::from_vec(frame, (1, h * w * c), &Device::Cpu).unwrap();
+        let features = torso.forward(&frame).unwrap();
+        let scale: f32 = by_hand.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        let diff: f32 = (features - by_hand)
             .unwrap()
             .abs()
             .unwrap()
             .max_all()
             .unwrap()
-            .to_scalar::<f32>()
+            .to_scalar()
             .unwrap();
-        assert!(diff < 1e-5, "{diff}");
-        assert_eq!(net.forward(&white).unwrap().value.dims(), &[1]);
+        assert!(scale > 0.0 && diff < 1e-5 * scale.max(1.0), "{diff} of {scale}");
+        assert_eq!(net.forward(&frame).unwrap().value.dims(), &[1]);
     }
 
     #[test]

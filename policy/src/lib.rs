@@ -17,6 +17,7 @@ pub mod atari_torsos;
 pub mod lstm_core;
 pub mod max_pool;
 pub mod q_values;
+pub mod unfolded_conv;
 
 use std::collections::HashMap;
 
@@ -320,9 +321,9 @@ pub struct PolicyOutput {
 /// The torso's layers.
 enum TorsoLayers {
     Mlp(Vec<Linear>),
-    /// Over `[N, C, H, W]`.
+    /// Over `[N, H, W, C]`.
     Minatar {
-        conv: ConvLayer,
+        conv: unfolded_conv::UnfoldedConv2d,
         fc: Linear,
         height: usize,
         width: usize,
@@ -330,74 +331,6 @@ enum TorsoLayers {
     },
     Nature(atari_torsos::NatureTorso),
     Impala(atari_torsos::ImpalaTorso),
-}
-
-/// A convolution, stride 1, no padding, over HWC observations, computed as
-/// one matrix product over the unfolded k×k patches ("im2col"): the patches
-/// are cut from the observations, which need no gradient, so backward is
-/// two matrix products. (candle's own `conv2d` backward also computes the
-/// input's gradient through a direct-loop `conv_transpose2d`.) Weights are
-/// PyTorch's `[out, in, k, k]`; the output is flattened HWC, position-major
-/// (`(y·ow + x)·out + filter`), so no transpose follows the product.
-struct ConvLayer {
-    weight: Tensor,
-    bias: Tensor,
-    kernel: usize,
-}
-
-impl ConvLayer {
-    /// `x`: `[N, H, W, C]`; returns `relu(conv(x))` flattened to
-    /// `[N, (H−k+1)·(W−k+1)·out]`, position-major.
-    fn forward_relu_flat(&self, x: &Tensor) -> Result<Tensor> {
-        let (n, h, w, _) = x.dims4()?;
-        let k = self.kernel;
-        let (oh, ow) = (h + 1 - k, w + 1 - k);
-        let out = self.weight.dim(0)?;
-        let patches = self.patches(x)?;
-        // [out, in, ky, kx] -> [out, (ky, kx, in)], the patches' order, and
-        // the bias as one more column (each patch row ends with a 1): the
-        // bias costs no pass of its own over the large output, forward or
-        // backward.
-        let kernel = self.weight.permute((0, 2, 3, 1))?.flatten_from(1)?;
-        let kernel = Tensor::cat(&[&kernel, &self.bias.unsqueeze(1)?], 1)?;
-        let y = patches.matmul(&kernel.t()?)?.relu()?;
-        Ok(y.reshape((n, oh * ow * out))?)
-    }
-
-    /// The k×k patches of `x` (`[N, H, W, C]`) as rows
-    /// `[N·oh·ow, k·k·C + 1]`, features ordered (ky, kx, c), then a 1 (for
-    /// the bias). On the CPU a plain copy loop (candle's last-axis `cat`
-    /// goes through a strided copy one element at a time); elsewhere the
-    /// same with tensor ops.
-    fn patches(&self, x: &Tensor) -> Result<Tensor> {
-        let (n, h, w, c) = x.dims4()?;
-        let k = self.kernel;
-        let (oh, ow) = (h + 1 - k, w + 1 - k);
-        if x.device().is_cpu() {
-            let data = x.flatten_all()?.to_vec1::<f32>()?;
-            let mut rows = Vec::with_capacity(n * oh * ow * (k * k * c + 1));
-            for image in data.chunks_exact(h * w * c) {
-                for y in 0..oh {
-                    for x0 in 0..ow {
-                        for ky in 0..k {
-                            let start = ((y + ky) * w + x0) * c;
-                            rows.extend_from_slice(&image[start..start + k * c]);
-                        }
-                        rows.push(1.0);
-                    }
-                }
-            }
-            return Ok(Tensor::from_vec(rows, (n * oh * ow, k * k * c + 1), x.device())?);
-        }
-        let mut parts = Vec::with_capacity(k * k + 1);
-        for ky in 0..k {
-            for kx in 0..k {
-                parts.push(x.narrow(1, ky, oh)?.narrow(2, kx, ow)?);
-            }
-        }
-        parts.push(Tensor::ones((n, oh, ow, 1), x.dtype(), x.device())?);
-        Ok(Tensor::cat(&parts, 3)?.reshape((n * oh * ow, k * k * c + 1))?)
-    }
 }
 
 /// B unrolls of T steps, time-major, for [`PolicyNet::forward_unroll`].
@@ -618,12 +551,14 @@ impl PolicyNet {
             }
             Torso::Minatar => {
                 let (height, width, channels) = image_shape(config.torso, &obs, MINATAR_KERNEL)?;
-                let conv_vb = vb.pp("torso.conv");
-                let conv = ConvLayer {
-                    weight: conv_vb.get((MINATAR_FILTERS, channels, MINATAR_KERNEL, MINATAR_KERNEL), "weight")?,
-                    bias: conv_vb.get(MINATAR_FILTERS, "bias")?,
-                    kernel: MINATAR_KERNEL,
-                };
+                let conv = unfolded_conv::UnfoldedConv2d::build(
+                    vb.pp("torso.conv"),
+                    channels,
+                    MINATAR_FILTERS,
+                    MINATAR_KERNEL,
+                    1,
+                    0,
+                )?;
                 let conv_out = MINATAR_FILTERS * (height - MINATAR_KERNEL + 1) * (width - MINATAR_KERNEL + 1);
                 let fc = candle_nn::linear(conv_out, MINATAR_HIDDEN, vb.pp("torso.fc"))?;
                 let layers = TorsoLayers::Minatar {
@@ -824,9 +759,12 @@ impl PolicyNet {
                 width,
                 channels,
             } => {
-                // HWC rows to [N, H, W, C]; the convolution reads HWC.
+                // HWC rows to [N, H, W, C]; the convolution reads and
+                // writes channels last, so its output flattens
+                // position-major, `(y·ow + x)·filters + filter` (a
+                // permutation of PyTorch's CHW `flatten`, saving a transpose).
                 let x = obs.reshape((dims[0], *height, *width, *channels))?;
-                let x = conv.forward_relu_flat(&x)?;
+                let x = conv.forward_relu(&x)?.flatten_from(1)?;
                 fc.forward(&x)?.relu()?
             }
             TorsoLayers::Nature(torso) => torso.forward(obs)?,
@@ -985,26 +923,20 @@ mod tests {
         // batch row.
         let conv_w = vm.data().lock().unwrap()["torso.conv.weight"].as_tensor().clone();
         let conv_b = vm.data().lock().unwrap()["torso.conv.bias"].as_tensor().clone();
-        // The unfolded convolution equals candle's conv2d on NCHW (its output
-        // read position-major), on random images.
+        // The torso's convolution equals candle's conv2d on NCHW, read
+        // channels last (position-major once flattened), on random images.
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
         let imgs = Tensor::rand(0f32, 1f32, (3, 10, 10, 4), &Device::Cpu).unwrap();
-        let ours = ConvLayer {
-            weight: conv_w.clone(),
-            bias: conv_b.clone(),
-            kernel: 3,
-        }
-        .forward_relu_flat(&imgs)
-        .unwrap();
+        let ours = unfolded_conv::UnfoldedConv2d::build(vb.pp("torso.conv"), 4, 16, 3, 1, 0)
+            .unwrap()
+            .forward(&imgs)
+            .unwrap();
+        assert_eq!(ours.dims(), &[3, 8, 8, 16]);
         let reference = candle_nn::Conv2d::new(conv_w.clone(), Some(conv_b), candle_nn::Conv2dConfig::default())
             .forward(&imgs.permute((0, 3, 1, 2)).unwrap().contiguous().unwrap())
             .unwrap()
-            .relu()
-            .unwrap()
             .permute((0, 2, 3, 1))
-            .unwrap()
-            .flatten_from(1)
             .unwrap();
-        assert_eq!(ours.dims(), &[3, 1024]);
         let diff: f32 = (ours - reference)
             .unwrap()
             .abs()

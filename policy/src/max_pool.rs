@@ -4,12 +4,12 @@
 //! candle's `max_pool2d` has no padding, and its backward refuses a kernel
 //! other than the stride, so the IMPALA torso's 3×3 stride-2 `SAME` pool is
 //! built here from ops candle can differentiate: pad with −∞, view the padded
-//! map as `[N, C, Hq, s, Wq, s]`, and take the element-wise maximum of the
+//! channels-last map as `[N, Hq, s, Wq, s, C]`, and take the element-wise maximum of the
 //! k·k strided views, one per kernel offset. The gradient of each output
 //! reaches the input element that was its maximum (candle's `maximum`
 //! splits it evenly between exact ties).
 
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 
 use crate::{PolicyError, Result};
 
@@ -41,11 +41,11 @@ fn pad_axis(x: &Tensor, axis: usize, before: usize, after: usize, value: f32) ->
     Ok(Tensor::cat(&parts, axis)?)
 }
 
-/// Max-pools `x` (`[N, C, H, W]`) with a `kernel`×`kernel` window moved by
+/// Max-pools `x` (`[N, H, W, C]`, channels last) with a `kernel`×`kernel` window moved by
 /// `stride`, `SAME` padding (output `ceil(H / stride)` × `ceil(W / stride)`;
 /// the padding, split with the extra row or column after, never wins).
 pub fn max_pool2d_same(x: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
+    let (n, h, w, c) = x.dims4()?;
     if kernel == 0 || stride == 0 || h == 0 || w == 0 {
         return Err(PolicyError::Config(format!(
             "max pool: kernel {kernel}, stride {stride} over {h}×{w}"
@@ -57,18 +57,18 @@ pub fn max_pool2d_same(x: &Tensor, kernel: usize, stride: usize) -> Result<Tenso
     // (kernel − 1) / s rows of s, every offset is one strided view.
     let hq = oh + (kernel - 1) / stride;
     let wq = ow + (kernel - 1) / stride;
-    let x = pad_axis(x, 2, top, hq * stride - h - top, f32::NEG_INFINITY)?;
-    let x = pad_axis(&x, 3, left, wq * stride - w - left, f32::NEG_INFINITY)?;
-    let grid = x.reshape((n, c, hq, stride, wq, stride))?;
+    let x = pad_axis(x, 1, top, hq * stride - h - top, f32::NEG_INFINITY)?;
+    let x = pad_axis(&x, 2, left, wq * stride - w - left, f32::NEG_INFINITY)?;
+    let grid = x.reshape((n, hq, stride, wq, stride, c))?;
     let mut out: Option<Tensor> = None;
     for ky in 0..kernel {
-        let rows = grid.narrow(2, ky / stride, oh)?.narrow(3, ky % stride, 1)?;
+        let rows = grid.narrow(1, ky / stride, oh)?.narrow(2, ky % stride, 1)?;
         for kx in 0..kernel {
             let view = rows
-                .narrow(4, kx / stride, ow)?
-                .narrow(5, kx % stride, 1)?
-                .squeeze(D::Minus1)?
-                .squeeze(3)?;
+                .narrow(3, kx / stride, ow)?
+                .narrow(4, kx % stride, 1)?
+                .squeeze(4)?
+                .squeeze(2)?;
             out = Some(match out {
                 None => view,
                 Some(m) => m.maximum(&view)?,
@@ -86,7 +86,16 @@ mod tests {
     use super::*;
     use candle_core::{Device, Var};
 
-    /// The direct definition, in f64, with the window's first maximum.
+    /// NCHW → NHWC, the pool's layout, and back.
+    fn nhwc(x: &Tensor) -> Tensor {
+        x.permute((0, 2, 3, 1)).unwrap().contiguous().unwrap()
+    }
+
+    fn nchw(x: &Tensor) -> Tensor {
+        x.permute((0, 3, 1, 2)).unwrap().contiguous().unwrap()
+    }
+
+    /// The direct definition over NCHW, in f64, with the window's first maximum.
     fn reference(x: &[f32], (n, c, h, w): (usize, usize, usize, usize), k: usize, s: usize) -> Vec<f32> {
         let (oh, top, _) = same_padding(h, k, s);
         let (ow, left, _) = same_padding(w, k, s);
@@ -150,7 +159,7 @@ mod tests {
             let (n, c, h, w) = shape;
             let x = distinct_values(n * c * h * w, 7);
             let t = Tensor::from_vec(x.clone(), shape, &Device::Cpu).unwrap();
-            let got = max_pool2d_same(&t, k, s).unwrap();
+            let got = nchw(&max_pool2d_same(&nhwc(&t), k, s).unwrap());
             let (oh, ow) = (h.div_ceil(s), w.div_ceil(s));
             assert_eq!(got.dims(), &[n, c, oh, ow], "{shape:?} k{k} s{s}");
             assert_eq!(
@@ -173,7 +182,7 @@ mod tests {
         let weights: Vec<f32> = (0..n * c * oh * ow).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
         let weights_t = Tensor::from_vec(weights.clone(), (n, c, oh, ow), &Device::Cpu).unwrap();
         let var = Var::from_tensor(&Tensor::from_vec(x.clone(), shape, &Device::Cpu).unwrap()).unwrap();
-        let loss = (max_pool2d_same(var.as_tensor(), 3, 2).unwrap() * &weights_t)
+        let loss = (nchw(&max_pool2d_same(&nhwc(var.as_tensor()), 3, 2).unwrap()) * &weights_t)
             .unwrap()
             .sum_all()
             .unwrap();
