@@ -6,7 +6,8 @@
 //! `cargo bench --bench actor_host`. Environment: `CML_BENCH_ENV` (default
 //! CartPole-v1), `CML_BENCH_TORSO` (`mlp`, default, or `minatar`),
 //! `CML_BENCH_ACTORS` (comma-separated totals, default 64,256,1024,4096,8192),
-//! `CML_BENCH_WORKERS` (default 2), `CML_BENCH_SHARDS` (default 2),
+//! `CML_BENCH_WORKERS` (default 2), `CML_BENCH_SPLITS` (`[actor]
+//! worker_splits`, default 1), `CML_BENCH_SHARDS` (default 2),
 //! `CML_BENCH_SECONDS` measured per point (default 5, after 2 s warm-up).
 //! Python envs: `CML_BENCH_ENV=gymnasium:<id>` with `CML_BENCH_ENV_TOML`,
 //! more `[env]` lines (e.g. `import = ["ale_py"]` and
@@ -75,6 +76,7 @@ fn main() {
         .map(|s| s.trim().parse().unwrap())
         .collect();
     let workers: usize = env_or("CML_BENCH_WORKERS", "2").parse().unwrap();
+    let splits: usize = env_or("CML_BENCH_SPLITS", "1").parse().unwrap();
     let shards: u32 = env_or("CML_BENCH_SHARDS", "2").parse().unwrap();
     let seconds: u64 = env_or("CML_BENCH_SECONDS", "5").parse().unwrap();
     let env_id = env_or("CML_BENCH_ENV", "CartPole-v1");
@@ -117,7 +119,7 @@ fn main() {
     publisher.publish(1, PolicyNet::to_safetensors(&varmap).unwrap());
 
     println!(
-        "actor host bench: {env_id}, T=20, torso {torso}, {workers} workers, {shards} shard processes, MAC on, loopback"
+        "actor host bench: {env_id}, T=20, torso {torso}, {workers} workers of {splits} splits, {shards} shard processes, MAC on, loopback"
     );
     println!(
         "{:>7} {:>14} {:>12} {:>10}",
@@ -132,7 +134,7 @@ fn main() {
             format!(
                 "[env]\nid = \"{env_id}\"\n{env_toml}\n[model]\ntorso = \"{torso}\"\n[transport]\nkey_file = \"run.key\"\n\
                  [replay]\nshards = {shards}\nbase_port = {base}\ncapacity = 200000\ncredit_window = 1024\n\
-                 [actor]\nworkers = {workers}\nenvs_per_worker = {k}\ninsert_batch = 128\nreport_interval_s = 60\n\
+                 [actor]\nworkers = {workers}\nenvs_per_worker = {k}\nworker_splits = {splits}\ninsert_batch = 128\nreport_interval_s = 60\n\
                  [learner]\nweights_endpoint = \"tcp://127.0.0.1:{wp}\"\nweights_request_endpoint = \"tcp://127.0.0.1:{wr}\"\n"
             ),
         )

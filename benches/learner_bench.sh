@@ -7,9 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
-if [ ! -x .venv-torch/bin/python ]; then
+if ! .venv-torch/bin/python -c "import torch, numpy" 2>/dev/null; then
   python3 -m venv .venv-torch
-  .venv-torch/bin/pip install -q torch
+  .venv-torch/bin/pip install -q torch numpy
 fi
 cargo bench --no-run --bench learner_step >/dev/null 2>&1
 cargo bench --bench learner_step -- --noplot 2>&1 | grep -E "^learner|time:|thrpt:" || true

@@ -16,10 +16,11 @@ python=${CML_PYTHON:-$PWD/.venv-ci/bin/python}
 export CML_PYTHON=$python
 cargo bench --no-run --bench actor_host >/dev/null 2>&1
 
-host() { # env torso workers total [env toml] [label]
-  CML_BENCH_ENV=$1 CML_BENCH_TORSO=$2 CML_BENCH_WORKERS=$3 CML_BENCH_ACTORS=$4 CML_BENCH_ENV_TOML=${5:-} \
-    CML_BENCH_SHARDS=1 CML_BENCH_SECONDS=$secs cargo bench --bench actor_host 2>/dev/null |
-    awk -v what="cml-rl $1 ($2, $3 workers, $4 envs${6:+, $6})" '$1 ~ /^[0-9]+$/ { printf "%-72s %10.0f steps/s\n", what, $2 }'
+host() { # env torso workers total splits [env toml] [label]
+  CML_BENCH_ENV=$1 CML_BENCH_TORSO=$2 CML_BENCH_WORKERS=$3 CML_BENCH_ACTORS=$4 CML_BENCH_SPLITS=$5 \
+    CML_BENCH_ENV_TOML=${6:-} CML_BENCH_SHARDS=1 CML_BENCH_SECONDS=$secs cargo bench --bench actor_host 2>/dev/null |
+    awk -v what="cml-rl $1 ($2, $3 workers x $5 splits, $4 envs${7:+, $7})" \
+      '$1 ~ /^[0-9]+$/ { printf "%-80s %10.0f steps/s\n", what, $2 }'
 }
 bare() { # id mode num_envs
   "$python" benches/gymnasium_vector.py "$1" "$2" "$3" "$secs"
@@ -42,8 +43,9 @@ bare LunarLander-v3 async 16
 bare LunarLander-v3 async 64
 bare LunarLander-v3 sync 64
 bare_twice LunarLander-v3 32
-host gymnasium:LunarLander-v3 mlp 1 64
-host gymnasium:LunarLander-v3 mlp 2 64
+host gymnasium:LunarLander-v3 mlp 1 64 1
+host gymnasium:LunarLander-v3 mlp 2 64 1
+host gymnasium:LunarLander-v3 mlp 2 64 2
 
 echo "== ALE/Pong-v5 (84x84 grayscale, frame skip 4, stack 4)"
 bare ALE/Pong-v5 async 2
@@ -55,6 +57,8 @@ fi
 ale() { # ALE threads per worker
   printf 'import = ["ale_py"]\nvectorization = "vector_entry_point"\nobservation_layout = "chw"\nkwargs = { num_threads = %s }' "$1"
 }
-host gymnasium:ALE/Pong-v5 nature 1 32 "$(ale 1)" "1 ALE thread"
-host gymnasium:ALE/Pong-v5 nature 1 32 "$(ale 2)" "2 ALE threads"
-host gymnasium:ALE/Pong-v5 nature 2 32 "$(ale 1)" "1 ALE thread each"
+host gymnasium:ALE/Pong-v5 nature 1 32 1 "$(ale 1)" "1 ALE thread"
+host gymnasium:ALE/Pong-v5 nature 1 32 1 "$(ale 2)" "2 ALE threads"
+host gymnasium:ALE/Pong-v5 nature 2 32 1 "$(ale 1)" "1 ALE thread each"
+host gymnasium:ALE/Pong-v5 nature 1 32 2 "$(ale 1)" "1 ALE thread per split"
+host gymnasium:ALE/Pong-v5 nature 1 32 2 "$(ale 2)" "2 ALE threads per split"

@@ -17,6 +17,7 @@ pub fn host_config(config: &Config, max_unrolls: Option<u64>) -> anyhow::Result<
         max_episode_steps: config.env.max_episode_steps,
         workers: a.worker_count(),
         envs_per_worker: a.envs_per_worker,
+        worker_splits: a.worker_splits,
         unroll_length: a.unroll_length,
         seed: config.seed,
         host_id: a.host_id,

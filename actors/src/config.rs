@@ -14,6 +14,13 @@ pub struct ActorConfig {
     pub workers: usize,
     /// K env actors per worker (stepped together, one batched forward pass).
     pub envs_per_worker: usize,
+    /// S: each worker's K envs as S vector envs of about K/S, stepped in
+    /// turn (double-buffered sampling, Sample Factory's
+    /// `worker_num_splits`): while one split's envs step in their Python
+    /// worker process, the worker runs the next split's inference. 2 pays
+    /// for Python envs, whose steps run outside the worker thread; native
+    /// envs step on the worker thread, so splits only shrink its batches.
+    pub worker_splits: usize,
     /// Unrolls per insert message.
     pub insert_batch: u32,
     /// Completed chunks of K unrolls that may wait for delivery, per worker.
@@ -44,6 +51,7 @@ impl Default for ActorConfig {
             unroll_length: 20,
             workers: 0,
             envs_per_worker: 256,
+            worker_splits: 1,
             insert_batch: 64,
             pending_chunks: 2,
             host_id: 0,
@@ -100,6 +108,12 @@ impl ActorConfig {
             if !ok {
                 return Err(format!("{key}: must be at least 1"));
             }
+        }
+        if !(1..=self.envs_per_worker).contains(&self.worker_splits) {
+            return Err(format!(
+                "worker_splits: must be in 1..=envs_per_worker ({}), found {}",
+                self.envs_per_worker, self.worker_splits
+            ));
         }
         if !(0.0..=1.0).contains(&self.epsilon_base) {
             return Err("epsilon_base: must be in [0, 1]".into());

@@ -39,6 +39,8 @@ pub struct HostConfig {
     pub workers: usize,
     /// K env actors per worker.
     pub envs_per_worker: usize,
+    /// S vector envs per worker, stepped in turn (`[actor] worker_splits`).
+    pub worker_splits: usize,
     pub unroll_length: u32,
     pub seed: u64,
     /// Actor ids are `host_id << 32 | index`, unique across hosts.
@@ -146,50 +148,72 @@ impl ActorHost {
                 "workers, envs_per_worker and insert_batch must be at least 1".into(),
             ));
         }
-        let started = Instant::now();
-        let mut workers = Vec::with_capacity(config.workers);
-        for w in 0..config.workers {
-            let first = (config.host_id << 32) + (w * config.envs_per_worker) as u64;
-            let mut make = env_factory(config);
-            let venv = make().map_err(|e| ActorError::Env(e.to_string()))?;
-            workers.push(
-                Worker::new(
-                    w,
-                    venv,
-                    config.unroll_length,
-                    first,
-                    config.seed,
-                    &config.net,
-                    config.apex.as_ref(),
-                )?
-                .named(&config.env_id)
-                .restarting(make, config.env_restarts),
-            );
+        let splits = config.worker_splits;
+        if !(1..=config.envs_per_worker).contains(&splits) {
+            return Err(ActorError::Config(format!(
+                "worker_splits must be in 1..=envs_per_worker ({}), found {splits}",
+                config.envs_per_worker
+            )));
         }
-        let layout = workers[0].layout().clone();
-        let observation_shape = workers[0].observation_shape().to_vec();
+        let started = Instant::now();
+        // Worker thread w runs splits w·S .. w·S + S: `Worker`s of about
+        // K/S actors each, actor ids consecutive across the splits.
+        let mut groups: Vec<Vec<Worker>> = Vec::with_capacity(config.workers);
+        for w in 0..config.workers {
+            let mut group = Vec::with_capacity(splits);
+            let mut first = (config.host_id << 32) + (w * config.envs_per_worker) as u64;
+            for s in 0..splits {
+                let envs = config.envs_per_worker / splits + usize::from(s < config.envs_per_worker % splits);
+                let mut make = env_factory(config, envs);
+                let venv = make().map_err(|e| ActorError::Env(e.to_string()))?;
+                let acting = config.apex.as_ref();
+                group.push(
+                    Worker::new(
+                        w * splits + s,
+                        venv,
+                        config.unroll_length,
+                        first,
+                        config.seed,
+                        &config.net,
+                        acting,
+                    )?
+                    .named(&config.env_id)
+                    .restarting(make, config.env_restarts),
+                );
+                first += envs as u64;
+            }
+            groups.push(group);
+        }
+        let layout = groups[0][0].layout().clone();
+        let observation_shape = groups[0][0].observation_shape().to_vec();
+        let worker_count = config.workers * splits;
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             policy: PolicySlot::default(),
-            timings: Mutex::new(vec![WorkerTimings::default(); config.workers]),
+            timings: Mutex::new(vec![WorkerTimings::default(); worker_count]),
         });
         let pending = config.pending_chunks.max(1);
-        let (full_tx, full_rx) = crossbeam_channel::bounded::<UnrollChunk>(pending * config.workers);
-        let mut free_txs = Vec::with_capacity(config.workers);
+        let (full_tx, full_rx) = crossbeam_channel::bounded::<UnrollChunk>(pending * worker_count);
+        let mut free_txs = Vec::with_capacity(worker_count);
         let mut threads = Vec::with_capacity(config.workers);
-        for worker in workers {
-            // Chunk buffers circulate: free pool -> worker -> I/O -> free pool.
-            let (free_tx, free_rx) = crossbeam_channel::bounded::<UnrollChunk>(pending + 1);
-            for _ in 0..=pending {
-                let _ = free_tx.send(worker.new_chunk());
+        for group in groups {
+            // Chunk buffers circulate: free pool -> worker -> I/O -> free
+            // pool, one pool per split.
+            let mut free_rxs = Vec::with_capacity(group.len());
+            for worker in &group {
+                let (free_tx, free_rx) = crossbeam_channel::bounded::<UnrollChunk>(pending + 1);
+                for _ in 0..=pending {
+                    let _ = free_tx.send(worker.new_chunk());
+                }
+                free_txs.push(free_tx);
+                free_rxs.push(free_rx);
             }
-            free_txs.push(free_tx);
             let shared = Arc::clone(&shared);
             let full_tx = full_tx.clone();
             let name = format!("actor-worker-{}", threads.len());
             let thread = std::thread::Builder::new()
                 .name(name)
-                .spawn(move || worker_loop(worker, &shared, &free_rx, &full_tx))
+                .spawn(move || worker_loop(group, &shared, &free_rxs, &full_tx))
                 .map_err(|e| ActorError::Config(format!("spawning a worker: {e}")))?;
             threads.push(thread);
         }
@@ -228,45 +252,61 @@ impl ActorHost {
     }
 }
 
-/// Makes one worker's K envs (again, after a failure).
-fn env_factory(config: &HostConfig) -> crate::EnvFactory {
-    let (id, params, k) = (config.env_id.clone(), config.env_params.clone(), config.envs_per_worker);
+/// Makes one split's `num_envs` envs (again, after a failure).
+fn env_factory(config: &HostConfig, num_envs: usize) -> crate::EnvFactory {
+    let (id, params) = (config.env_id.clone(), config.env_params.clone());
     let max_steps = config
         .max_episode_steps
         .or(cml_envs::max_episode_steps(&config.env_id).ok().flatten());
-    Box::new(move || cml_envs::make_vec_with_time_limit(&id, &params, k, max_steps))
+    Box::new(move || cml_envs::make_vec_with_time_limit(&id, &params, num_envs, max_steps))
 }
 
+/// One worker thread: its splits fill one chunk each with the same policy,
+/// ticks interleaved ([`Worker::fill_together`]), and hand them on.
 fn worker_loop(
-    mut worker: Worker,
+    mut splits: Vec<Worker>,
     shared: &Shared,
-    free_rx: &Receiver<UnrollChunk>,
+    free_rxs: &[Receiver<UnrollChunk>],
     full_tx: &Sender<UnrollChunk>,
 ) -> Result<(), ActorError> {
     let tick = Duration::from_millis(50);
+    let mut chunks: Vec<UnrollChunk> = Vec::with_capacity(splits.len());
     while !shared.stop.load(Ordering::Relaxed) {
         // The policy is fixed for a whole unroll: no tick mixes versions.
         let Some(policy) = shared.policy.get() else {
             std::thread::sleep(Duration::from_millis(5));
             continue;
         };
-        let mut chunk = match free_rx.recv_timeout(tick) {
-            Ok(chunk) => chunk,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return Ok(()),
-        };
-        worker.fill(&policy, &mut chunk)?;
-        shared.timings.lock()[chunk.worker] = worker.timings();
-        loop {
-            match full_tx.send_timeout(chunk, tick) {
-                Ok(()) => break,
-                Err(SendTimeoutError::Timeout(back)) => {
-                    if shared.stop.load(Ordering::Relaxed) {
-                        return Ok(());
+        // One free chunk per split (kept while waiting for the others').
+        while chunks.len() < splits.len() {
+            match free_rxs[chunks.len()].recv_timeout(tick) {
+                Ok(chunk) => chunks.push(chunk),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+        }
+        if chunks.len() < splits.len() {
+            continue;
+        }
+        Worker::fill_together(&mut splits, &policy, &mut chunks)?;
+        {
+            let mut timings = shared.timings.lock();
+            for (worker, chunk) in splits.iter().zip(&chunks) {
+                timings[chunk.worker] = worker.timings();
+            }
+        }
+        for mut chunk in chunks.drain(..) {
+            loop {
+                match full_tx.send_timeout(chunk, tick) {
+                    Ok(()) => break,
+                    Err(SendTimeoutError::Timeout(back)) => {
+                        if shared.stop.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        chunk = back;
                     }
-                    chunk = back;
+                    Err(SendTimeoutError::Disconnected(_)) => return Ok(()),
                 }
-                Err(SendTimeoutError::Disconnected(_)) => return Ok(()),
             }
         }
     }

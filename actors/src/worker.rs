@@ -197,13 +197,17 @@ pub struct Worker {
     seed: u64,
     /// Makes the envs afresh when they fail; None: a failure is an error.
     restarter: Option<Restarter>,
-    /// The env error of the current `fill_once`, which a restart may cure.
+    /// The env error of the tick that failed, which a restart may cure.
     env_failure: Option<String>,
     /// `[model] frame_stack` > 1: each actor's last k frames, the network's
     /// input; None: the observation itself is.
     stacks: Option<FrameStacks>,
     /// One frame, for copying the earlier frames of a stack into unrolls.
     frame: Vec<f32>,
+    /// The tick whose env step is in flight (started, not finished).
+    stepping: Option<usize>,
+    /// Recurrent policies: that tick's `[h, c]`, carried when it finishes.
+    pending_hc: Option<Tensor>,
 }
 
 impl Worker {
@@ -288,6 +292,8 @@ impl Worker {
             env_failure: None,
             stacks,
             frame,
+            stepping: None,
+            pending_hc: None,
         };
         worker.start_stacks();
         Ok(worker)
@@ -385,17 +391,113 @@ impl Worker {
     /// filled from their first observations (the episodes finished before
     /// the failure are kept).
     pub fn fill(&mut self, policy: &VersionedPolicy, chunk: &mut UnrollChunk) -> Result<(), ActorError> {
-        chunk.episodes.clear();
-        chunk.env_restarts = 0;
-        chunk.episodes_cut_short = 0;
-        loop {
-            let result = self.fill_once(policy, chunk);
-            match (result, self.env_failure.take()) {
-                (Err(_), Some(failure)) if self.restarter.is_some() => {
-                    chunk.episodes_cut_short += self.restart_envs(&failure)?;
-                    chunk.env_restarts += 1;
+        Worker::fill_together(std::slice::from_mut(self), policy, std::slice::from_mut(chunk))
+    }
+
+    /// [`Worker::fill`] for several workers on one thread (one chunk
+    /// each), their ticks interleaved round the workers: worker i's env
+    /// step is started, then worker i + 1's step is finished and its next
+    /// tick's inference runs while worker i's envs step (in their own
+    /// processes, for Python envs), and so on. With one worker it is tick
+    /// after tick. A failure of one worker's envs restarts those envs (if
+    /// `restarting`) and fills that worker's chunk again from the fresh
+    /// envs; the others go on where they are.
+    pub fn fill_together(
+        workers: &mut [Worker],
+        policy: &VersionedPolicy,
+        chunks: &mut [UnrollChunk],
+    ) -> Result<(), ActorError> {
+        if workers.len() != chunks.len() {
+            return Err(ActorError::Config(format!(
+                "{} workers given {} chunks",
+                workers.len(),
+                chunks.len()
+            )));
+        }
+        for chunk in chunks.iter_mut() {
+            chunk.episodes.clear();
+            chunk.env_restarts = 0;
+            chunk.episodes_cut_short = 0;
+        }
+        let result = Worker::interleave(workers, policy, chunks);
+        if result.is_err() {
+            // The steps still in flight are answered, so every worker's
+            // envs and bookkeeping agree again.
+            for (worker, chunk) in workers.iter_mut().zip(chunks.iter_mut()) {
+                let _ = worker.finish_tick(policy, chunk);
+            }
+        }
+        result
+    }
+
+    fn interleave(
+        workers: &mut [Worker],
+        policy: &VersionedPolicy,
+        chunks: &mut [UnrollChunk],
+    ) -> Result<(), ActorError> {
+        for (worker, chunk) in workers.iter_mut().zip(chunks.iter_mut()) {
+            if let Err(error) = worker.begin(policy, chunk) {
+                worker.recover(policy, chunk, error)?;
+            }
+        }
+        // A worker with no step in flight has finished its chunk.
+        while workers.iter().any(|w| w.stepping.is_some()) {
+            for (worker, chunk) in workers.iter_mut().zip(chunks.iter_mut()) {
+                if worker.stepping.is_none() {
+                    continue;
                 }
-                (result, _) => return result,
+                if let Err(error) = worker.advance(policy, chunk) {
+                    worker.recover(policy, chunk, error)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the chunk's unrolls at the current observations: tick 0's
+    /// step in flight.
+    fn begin(&mut self, policy: &VersionedPolicy, chunk: &mut UnrollChunk) -> Result<(), ActorError> {
+        self.begin_unrolls(policy, chunk)?;
+        self.start_tick(policy, chunk, 0)
+    }
+
+    /// Finishes the tick in flight and starts the next, or, after the
+    /// last, completes the unrolls.
+    fn advance(&mut self, policy: &VersionedPolicy, chunk: &mut UnrollChunk) -> Result<(), ActorError> {
+        let Some(t) = self.stepping else {
+            return Ok(());
+        };
+        self.finish_tick(policy, chunk)?;
+        if t + 1 < self.layout.unroll_length as usize {
+            self.start_tick(policy, chunk, t + 1)
+        } else {
+            self.end_unrolls(policy, chunk)
+        }
+    }
+
+    /// After `error`: if the envs failed and the worker is `restarting`,
+    /// makes them afresh and begins the chunk again (the unrolls in
+    /// progress dropped, the episodes finished before kept); otherwise the
+    /// error.
+    fn recover(
+        &mut self,
+        policy: &VersionedPolicy,
+        chunk: &mut UnrollChunk,
+        mut error: ActorError,
+    ) -> Result<(), ActorError> {
+        loop {
+            let Some(failure) = self.env_failure.take() else {
+                return Err(error);
+            };
+            if self.restarter.is_none() {
+                return Err(error);
+            }
+            // Bounded: past `RestartLimit`, `restart_envs` is the error.
+            chunk.episodes_cut_short += self.restart_envs(&failure)?;
+            chunk.env_restarts += 1;
+            match self.begin(policy, chunk) {
+                Ok(()) => return Ok(()),
+                Err(again) => error = again,
             }
         }
     }
@@ -466,11 +568,9 @@ impl Worker {
         Ok(cut_short)
     }
 
-    fn fill_once(&mut self, policy: &VersionedPolicy, chunk: &mut UnrollChunk) -> Result<(), ActorError> {
-        let t_len = self.layout.unroll_length as usize;
-        let d = self.layout.obs_dim();
-        let (dtype, ob) = (self.layout.observation_dtype, self.layout.observation_bytes());
-        let k = self.num_actors;
+    /// Before tick 0: the chunk's policy version, flags cleared, the
+    /// initial recurrent states and the frames before x_0.
+    fn begin_unrolls(&mut self, policy: &VersionedPolicy, chunk: &mut UnrollChunk) -> Result<(), ActorError> {
         chunk.policy_version = policy.version;
         chunk.frames[FINAL_OBSERVATIONS].clear();
         // Steps not yet taken count as not truncated (`truncations_before`).
@@ -485,121 +585,156 @@ impl Worker {
             put_f32s(&mut chunk.frames[INITIAL_RECURRENT_STATE], &self.states);
         }
         self.write_stack_history(chunk)?;
-        for t in 0..t_len {
-            let started = Instant::now();
-            // x_t of every actor; the network's input is x_t or its stack.
-            self.write_observations(chunk, t)?;
-            let input = match &self.stacks {
-                Some(stacks) => Tensor::from_slice(stacks.stacked(), (k, stacks.stack_dim()), &Device::Cpu)?,
-                None => Tensor::from_slice(self.venv.observations(), (k, d), &Device::Cpu)?,
-            };
-            let (out, hc) = if s > 0 {
-                let state = Tensor::from_slice(&self.states, (k, s), &Device::Cpu)?;
-                let (out, hc) = policy.net.forward_step(&input, &state)?;
-                (out, Some(hc))
-            } else {
-                (policy.net.forward(&input)?, None)
-            };
-            let inferred = Instant::now();
-            self.timings.inference_ns += (inferred - started).as_nanos() as u64;
-            match (&out.policy, &mut self.greedy) {
-                (PolicyParams::Logits(_), Some(greedy)) => {
-                    let q = dueling_q(&out)?.flatten_all()?.to_vec1::<f32>()?;
-                    greedy.keep_q(t, &q);
-                    for a in 0..k {
-                        let (action, log_prob) = greedy.choose(a, t, &mut self.rngs[a]);
-                        self.discrete_actions[a] = action as i64;
-                        self.log_probs[a] = log_prob;
-                        let at = (a * t_len + t) * 4;
-                        chunk.frames[ACTIONS][at..at + 4].copy_from_slice(&(action as u32).to_le_bytes());
-                    }
-                }
-                (PolicyParams::Logits(logits), None) => {
-                    let n = logits.dim(1)?;
-                    let logits = logits.flatten_all()?.to_vec1::<f32>()?;
-                    for a in 0..k {
-                        let (action, log_prob) = sample_categorical(&logits[a * n..(a + 1) * n], &mut self.rngs[a]);
-                        self.discrete_actions[a] = i64::from(action);
-                        self.log_probs[a] = log_prob;
-                        let at = (a * t_len + t) * 4;
-                        chunk.frames[ACTIONS][at..at + 4].copy_from_slice(&action.to_le_bytes());
-                    }
-                }
-                (PolicyParams::Gaussian { mean, log_std }, _) => {
-                    let dim = mean.dim(1)?;
-                    let mean = mean.flatten_all()?.to_vec1::<f32>()?;
-                    let log_std = log_std.to_vec1::<f32>()?;
-                    for a in 0..k {
-                        let action = &mut self.continuous_actions[a * dim..(a + 1) * dim];
-                        self.log_probs[a] =
-                            sample_gaussian(&mean[a * dim..(a + 1) * dim], &log_std, &mut self.rngs[a], action);
-                        let at = ((a * t_len + t) * dim) * 4;
-                        put_f32s(&mut chunk.frames[ACTIONS][at..at + dim * 4], action);
-                    }
+        Ok(())
+    }
+
+    /// Tick t's first half: x_t into the unrolls, one forward pass, the
+    /// actions drawn, and the env step started.
+    fn start_tick(&mut self, policy: &VersionedPolicy, chunk: &mut UnrollChunk, t: usize) -> Result<(), ActorError> {
+        let t_len = self.layout.unroll_length as usize;
+        let d = self.layout.obs_dim();
+        let k = self.num_actors;
+        let s = self.layout.recurrent_state_size as usize;
+        let started = Instant::now();
+        // x_t of every actor; the network's input is x_t or its stack.
+        self.write_observations(chunk, t)?;
+        let input = match &self.stacks {
+            Some(stacks) => Tensor::from_slice(stacks.stacked(), (k, stacks.stack_dim()), &Device::Cpu)?,
+            None => Tensor::from_slice(self.venv.observations(), (k, d), &Device::Cpu)?,
+        };
+        let (out, hc) = if s > 0 {
+            let state = Tensor::from_slice(&self.states, (k, s), &Device::Cpu)?;
+            let (out, hc) = policy.net.forward_step(&input, &state)?;
+            (out, Some(hc))
+        } else {
+            (policy.net.forward(&input)?, None)
+        };
+        let inferred = Instant::now();
+        self.timings.inference_ns += (inferred - started).as_nanos() as u64;
+        match (&out.policy, &mut self.greedy) {
+            (PolicyParams::Logits(_), Some(greedy)) => {
+                let q = dueling_q(&out)?.flatten_all()?.to_vec1::<f32>()?;
+                greedy.keep_q(t, &q);
+                for a in 0..k {
+                    let (action, log_prob) = greedy.choose(a, t, &mut self.rngs[a]);
+                    self.discrete_actions[a] = action as i64;
+                    self.log_probs[a] = log_prob;
+                    let at = (a * t_len + t) * 4;
+                    chunk.frames[ACTIONS][at..at + 4].copy_from_slice(&(action as u32).to_le_bytes());
                 }
             }
-            let sampled = Instant::now();
-            self.timings.sampling_ns += (sampled - inferred).as_nanos() as u64;
-            let actions = match self.layout.action {
-                ActionLayout::Discrete { .. } => VecActions::Discrete(&self.discrete_actions),
-                ActionLayout::Continuous { .. } => VecActions::Continuous(&self.continuous_actions),
-            };
-            if let Err(e) = self.venv.step(actions) {
-                return Err(self.env_failed(e));
-            }
-            let stepped = Instant::now();
-            self.timings.env_ns += (stepped - sampled).as_nanos() as u64;
-            self.push_stacks();
-            if let (Some(hc), Some(core)) = (&hc, policy.net.core()) {
-                self.carry_states(core, hc)?;
-            }
-            let (rewards, terminated, truncated) = (self.venv.rewards(), self.venv.terminated(), self.venv.truncated());
-            let life_lost = self.venv.life_lost();
-            for a in 0..k {
-                let i = a * t_len + t;
-                chunk.frames[BEHAVIOUR_LOG_PROBS][i * 4..i * 4 + 4].copy_from_slice(&self.log_probs[a].to_le_bytes());
-                chunk.frames[REWARDS][i * 4..i * 4 + 4].copy_from_slice(&(rewards[a] as f32).to_le_bytes());
-                chunk.frames[TERMINATED][i] = u8::from(terminated[a]);
-                chunk.frames[TRUNCATED][i] = u8::from(truncated[a] && !terminated[a]);
-                self.episode_returns[a] += rewards[a];
-                self.episode_lengths[a] += 1;
-                let final_observation = if truncated[a] && !terminated[a] {
-                    self.venv.final_observation(a)
-                } else {
-                    None
-                };
-                if let Some(greedy) = &mut self.greedy {
-                    greedy.record(a, t, rewards[a] as f32, terminated[a], final_observation);
-                }
-                if terminated[a] || truncated[a] {
-                    if let Some(last) = final_observation {
-                        // Sparse, in (actor, step) order as the wire wants:
-                        // placed at its rank among this chunk's truncations.
-                        let rank = truncations_before(&chunk.frames[TRUNCATED], a, t, t_len);
-                        let at = rank * ob;
-                        let finals = &mut chunk.frames[FINAL_OBSERVATIONS];
-                        let end = finals.len();
-                        finals.resize(end + ob, 0);
-                        finals.copy_within(at..end, at + ob);
-                        put_observation(&mut finals[at..at + ob], last, dtype)
-                            .map_err(|bad| self.wrong_value(a, bad))?;
-                    }
-                    // A life lost (episodic life) ends the unroll's episode
-                    // for learning; the game, and the return reported, go on.
-                    if !life_lost.get(a).copied().unwrap_or(false) {
-                        chunk.episodes.push(Episode {
-                            actor_id: self.first_actor + a as u64,
-                            episode_return: self.episode_returns[a],
-                            length: self.episode_lengths[a],
-                        });
-                        self.episode_returns[a] = 0.0;
-                        self.episode_lengths[a] = 0;
-                    }
+            (PolicyParams::Logits(logits), None) => {
+                let n = logits.dim(1)?;
+                let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+                for a in 0..k {
+                    let (action, log_prob) = sample_categorical(&logits[a * n..(a + 1) * n], &mut self.rngs[a]);
+                    self.discrete_actions[a] = i64::from(action);
+                    self.log_probs[a] = log_prob;
+                    let at = (a * t_len + t) * 4;
+                    chunk.frames[ACTIONS][at..at + 4].copy_from_slice(&action.to_le_bytes());
                 }
             }
-            self.timings.unroll_ns += stepped.elapsed().as_nanos() as u64;
-            self.timings.ticks += 1;
+            (PolicyParams::Gaussian { mean, log_std }, _) => {
+                let dim = mean.dim(1)?;
+                let mean = mean.flatten_all()?.to_vec1::<f32>()?;
+                let log_std = log_std.to_vec1::<f32>()?;
+                for a in 0..k {
+                    let action = &mut self.continuous_actions[a * dim..(a + 1) * dim];
+                    self.log_probs[a] =
+                        sample_gaussian(&mean[a * dim..(a + 1) * dim], &log_std, &mut self.rngs[a], action);
+                    let at = ((a * t_len + t) * dim) * 4;
+                    put_f32s(&mut chunk.frames[ACTIONS][at..at + dim * 4], action);
+                }
+            }
         }
+        let sampled = Instant::now();
+        self.timings.sampling_ns += (sampled - inferred).as_nanos() as u64;
+        let actions = match self.layout.action {
+            ActionLayout::Discrete { .. } => VecActions::Discrete(&self.discrete_actions),
+            ActionLayout::Continuous { .. } => VecActions::Continuous(&self.continuous_actions),
+        };
+        if let Err(e) = self.venv.step_start(actions) {
+            return Err(self.env_failed(e));
+        }
+        self.stepping = Some(t);
+        self.pending_hc = hc;
+        self.timings.env_ns += sampled.elapsed().as_nanos() as u64;
+        Ok(())
+    }
+
+    /// The started tick's second half: wait for the env step, then the
+    /// rewards, flags, final observations and episodes into the unrolls.
+    fn finish_tick(&mut self, policy: &VersionedPolicy, chunk: &mut UnrollChunk) -> Result<(), ActorError> {
+        let Some(t) = self.stepping.take() else {
+            return Ok(());
+        };
+        let t_len = self.layout.unroll_length as usize;
+        let (dtype, ob) = (self.layout.observation_dtype, self.layout.observation_bytes());
+        let k = self.num_actors;
+        let waiting = Instant::now();
+        let hc = self.pending_hc.take();
+        if let Err(e) = self.venv.step_finish() {
+            return Err(self.env_failed(e));
+        }
+        let stepped = Instant::now();
+        self.timings.env_ns += (stepped - waiting).as_nanos() as u64;
+        self.push_stacks();
+        if let (Some(hc), Some(core)) = (&hc, policy.net.core()) {
+            self.carry_states(core, hc)?;
+        }
+        let (rewards, terminated, truncated) = (self.venv.rewards(), self.venv.terminated(), self.venv.truncated());
+        let life_lost = self.venv.life_lost();
+        for a in 0..k {
+            let i = a * t_len + t;
+            chunk.frames[BEHAVIOUR_LOG_PROBS][i * 4..i * 4 + 4].copy_from_slice(&self.log_probs[a].to_le_bytes());
+            chunk.frames[REWARDS][i * 4..i * 4 + 4].copy_from_slice(&(rewards[a] as f32).to_le_bytes());
+            chunk.frames[TERMINATED][i] = u8::from(terminated[a]);
+            chunk.frames[TRUNCATED][i] = u8::from(truncated[a] && !terminated[a]);
+            self.episode_returns[a] += rewards[a];
+            self.episode_lengths[a] += 1;
+            let final_observation = if truncated[a] && !terminated[a] {
+                self.venv.final_observation(a)
+            } else {
+                None
+            };
+            if let Some(greedy) = &mut self.greedy {
+                greedy.record(a, t, rewards[a] as f32, terminated[a], final_observation);
+            }
+            if terminated[a] || truncated[a] {
+                if let Some(last) = final_observation {
+                    // Sparse, in (actor, step) order as the wire wants:
+                    // placed at its rank among this chunk's truncations.
+                    let rank = truncations_before(&chunk.frames[TRUNCATED], a, t, t_len);
+                    let at = rank * ob;
+                    let finals = &mut chunk.frames[FINAL_OBSERVATIONS];
+                    let end = finals.len();
+                    finals.resize(end + ob, 0);
+                    finals.copy_within(at..end, at + ob);
+                    put_observation(&mut finals[at..at + ob], last, dtype).map_err(|bad| self.wrong_value(a, bad))?;
+                }
+                // A life lost (episodic life) ends the unroll's episode
+                // for learning; the game, and the return reported, go on.
+                if !life_lost.get(a).copied().unwrap_or(false) {
+                    chunk.episodes.push(Episode {
+                        actor_id: self.first_actor + a as u64,
+                        episode_return: self.episode_returns[a],
+                        length: self.episode_lengths[a],
+                    });
+                    self.episode_returns[a] = 0.0;
+                    self.episode_lengths[a] = 0;
+                }
+            }
+        }
+        self.timings.unroll_ns += stepped.elapsed().as_nanos() as u64;
+        self.timings.ticks += 1;
+        Ok(())
+    }
+
+    /// After tick T − 1: x_T, and (Ape-X) the first priorities.
+    fn end_unrolls(&mut self, policy: &VersionedPolicy, chunk: &mut UnrollChunk) -> Result<(), ActorError> {
+        let t_len = self.layout.unroll_length as usize;
+        let d = self.layout.obs_dim();
+        let k = self.num_actors;
         // x_T: the observation after the last step bootstraps the unroll.
         self.write_observations(chunk, t_len)?;
         let obs = self.venv.observations();

@@ -39,6 +39,20 @@ pub trait VectorEnv: Send {
     /// Steps every env once with its action; envs whose episode ended are
     /// reset at once (their final observation is kept).
     fn step(&mut self, actions: VecActions<'_>) -> Result<(), EnvError>;
+    /// Starts a step like [`VectorEnv::step`]; its results are ready once
+    /// [`VectorEnv::step_finish`] returns. Envs that step elsewhere (Python
+    /// worker processes) return at once, so the caller can work meanwhile
+    /// (an actor worker runs inference for its other envs); the default
+    /// does the whole step here. A started step must be finished before
+    /// anything else is called.
+    fn step_start(&mut self, actions: VecActions<'_>) -> Result<(), EnvError> {
+        self.step(actions)
+    }
+    /// Waits for the step [`VectorEnv::step_start`] started; a no-op when
+    /// none is in flight.
+    fn step_finish(&mut self) -> Result<(), EnvError> {
+        Ok(())
+    }
     /// What the last `reset` / `step` produced.
     fn output(&self) -> &VecStepOutput;
     /// Current observations, `num_envs × observation_dim`, env-major. For an

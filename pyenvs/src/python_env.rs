@@ -19,6 +19,9 @@ pub struct PythonVecEnv {
     /// Whether the worker resets finished envs itself (and keeps their
     /// final observations); [`PythonEnv`] leaves that to its caller.
     autoreset: bool,
+    /// A `step` sent and not yet answered (`step_start` without
+    /// `step_finish`).
+    stepping: bool,
 }
 
 impl PythonVecEnv {
@@ -45,6 +48,7 @@ impl PythonVecEnv {
             output,
             has_reset: false,
             autoreset,
+            stepping: false,
         })
     }
 
@@ -73,6 +77,8 @@ impl VectorEnv for PythonVecEnv {
     }
 
     fn reset(&mut self, seed: Option<u64>) -> Result<(), EnvError> {
+        // A step in flight is answered first (its results are dropped).
+        self.step_finish()?;
         let command = match seed {
             Some(seed) => format!("reset {seed}"),
             None => "reset none".to_string(),
@@ -84,13 +90,32 @@ impl VectorEnv for PythonVecEnv {
     }
 
     fn step(&mut self, actions: VecActions<'_>) -> Result<(), EnvError> {
+        self.step_start(actions)?;
+        self.step_finish()
+    }
+
+    /// Writes the actions and sends `step`: the worker process steps while
+    /// the caller goes on.
+    fn step_start(&mut self, actions: VecActions<'_>) -> Result<(), EnvError> {
         if !self.has_reset {
             return Err(EnvError::ResetNeeded {
                 env: self.worker.name.clone(),
             });
         }
+        self.step_finish()?;
         write_actions(&mut self.worker, actions)?;
-        self.worker.call_step("step")?;
+        self.worker.send("step")?;
+        self.stepping = true;
+        Ok(())
+    }
+
+    /// Waits for the worker's answer (within `step_timeout` from here)
+    /// and reads its results.
+    fn step_finish(&mut self) -> Result<(), EnvError> {
+        if !std::mem::take(&mut self.stepping) {
+            return Ok(());
+        }
+        self.worker.wait_ok("step")?;
         read_results(&self.worker, &mut self.output, self.autoreset);
         Ok(())
     }

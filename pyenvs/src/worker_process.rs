@@ -183,7 +183,22 @@ impl WorkerProcess {
 
     /// Sends one command and waits for its `ok`.
     pub fn call(&mut self, command: &str, timeout: Duration) -> Result<(), EnvError> {
-        writeln!(self.stdin, "{command}").map_err(|e| self.died(&format!("sending `{command}`: {e}")))?;
+        self.send(command)?;
+        self.wait_ok_within(command, timeout)
+    }
+
+    /// Sends one command without waiting (answered by [`WorkerProcess::wait_ok`]).
+    pub fn send(&mut self, command: &str) -> Result<(), EnvError> {
+        writeln!(self.stdin, "{command}").map_err(|e| self.died(&format!("sending `{command}`: {e}")))
+    }
+
+    /// Waits, within the configured timeout, for the `ok` of the command
+    /// last sent.
+    pub fn wait_ok(&mut self, command: &str) -> Result<(), EnvError> {
+        self.wait_ok_within(command, self.timeout)
+    }
+
+    fn wait_ok_within(&mut self, command: &str, timeout: Duration) -> Result<(), EnvError> {
         let reply = self.read_line(timeout, command)?;
         if reply == "ok" {
             return Ok(());

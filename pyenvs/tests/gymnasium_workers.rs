@@ -328,6 +328,28 @@ fn a_raising_crashing_or_hanging_env_is_an_error_naming_it() {
     );
 }
 
+/// `step_start` hands the step to the Python process and returns (an
+/// actor worker runs inference meanwhile); `step_finish` waits for it,
+/// within the step timeout. The env here hangs on its first step, so a
+/// blocking start could not return Ok.
+#[test]
+fn a_started_step_returns_at_once_and_its_finish_waits_for_python() {
+    let Some(python) = python() else { return };
+    let mut hanging = test_envs(&python, "CmlTest/Misbehaving-v0");
+    hanging.kwargs.insert("what".into(), "hang".into());
+    hanging.kwargs.insert("at".into(), toml::Value::Integer(1));
+    hanging.step_timeout = Duration::from_millis(1500);
+    let mut venv = PythonVecEnv::start(&hanging, 2, None).unwrap();
+    venv.reset(Some(0)).unwrap();
+    let started = Instant::now();
+    venv.step_start(VecActions::Discrete(&[0, 1])).unwrap();
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    let e = venv.step_finish().err().unwrap().to_string();
+    assert!(e.contains("took over 1.5 s on `step` and was killed"), "{e}");
+    // Nothing is in flight any more.
+    assert!(venv.step_finish().is_ok());
+}
+
 #[test]
 fn shared_memory_of_a_dead_host_is_removed_at_the_next_start() {
     let Some(python) = python() else { return };
