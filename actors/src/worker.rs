@@ -157,10 +157,13 @@ fn put_observation(dst: &mut [u8], src: &[f32], dtype: DType) -> Result<(), (usi
     match dtype {
         DType::U8 => {
             for (i, (d, &v)) in dst.iter_mut().zip(src).enumerate() {
-                if !(0.0..=255.0).contains(&v) || v.fract() != 0.0 {
+                // `as` saturates (NaN to 0): the byte reads back as `v`
+                // exactly when `v` is an integer in 0..=255.
+                let byte = v as u8;
+                if f32::from(byte) != v {
                     return Err((i, v));
                 }
-                *d = v as u8;
+                *d = byte;
             }
             Ok(())
         }

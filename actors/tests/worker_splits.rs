@@ -17,14 +17,33 @@ use parking_lot::Mutex;
 type Log = Arc<Mutex<Vec<(usize, &'static str)>>>;
 
 /// A vector env whose step runs when it is finished, as a Python worker
-/// process's runs while the caller goes on; it notes every call, and
-/// whether anything read its results with a step in flight.
+/// process's runs while the caller goes on; it notes every start and
+/// finish and every reset, refuses to be read with a step in flight, and
+/// fails on its `fail_at`-th step (a crashed worker process; 0: never).
 struct Deferred {
     inner: Box<dyn VectorEnv>,
     split: usize,
     actions: Vec<i64>,
     in_flight: bool,
     log: Log,
+    steps: u32,
+    fail_at: u32,
+    resets: Arc<Mutex<u32>>,
+}
+
+impl Deferred {
+    fn new(split: usize, log: &Log, fail_at: u32, resets: &Arc<Mutex<u32>>) -> Deferred {
+        Deferred {
+            inner: cartpoles(),
+            split,
+            actions: Vec::new(),
+            in_flight: false,
+            log: Arc::clone(log),
+            steps: 0,
+            fail_at,
+            resets: Arc::clone(resets),
+        }
+    }
 }
 
 impl VectorEnv for Deferred {
@@ -39,6 +58,7 @@ impl VectorEnv for Deferred {
     }
     fn reset(&mut self, seed: Option<u64>) -> Result<(), EnvError> {
         assert!(!self.in_flight, "reset with a step in flight");
+        *self.resets.lock() += 1;
         self.inner.reset(seed)
     }
     fn step(&mut self, actions: VecActions<'_>) -> Result<(), EnvError> {
@@ -61,7 +81,15 @@ impl VectorEnv for Deferred {
             return Ok(());
         }
         self.log.lock().push((self.split, "finish"));
-        self.inner.step(VecActions::Discrete(&self.actions))
+        self.steps += 1;
+        let result = self.inner.step(VecActions::Discrete(&self.actions));
+        if self.steps == self.fail_at {
+            return Err(EnvError::Other {
+                env: "CartPole-v1".into(),
+                message: "the worker process died".into(),
+            });
+        }
+        result
     }
     fn output(&self) -> &VecStepOutput {
         assert!(!self.in_flight, "results read with a step in flight");
@@ -80,13 +108,7 @@ fn cartpoles() -> Box<dyn VectorEnv> {
 /// Split `split` of a worker thread: actors `split·K ..`, on deferred
 /// CartPoles logging into `log`.
 fn split_worker(split: usize, log: &Log) -> Worker {
-    let venv = Box::new(Deferred {
-        inner: cartpoles(),
-        split,
-        actions: Vec::new(),
-        in_flight: false,
-        log: Arc::clone(log),
-    });
+    let venv = Box::new(Deferred::new(split, log, 0, &Arc::default()));
     Worker::new(split, venv, T, (split * K) as u64, SEED, &NetConfig::default(), None).unwrap()
 }
 
@@ -143,64 +165,8 @@ fn splits_interleave_their_ticks_and_fill_what_each_fills_alone() {
         .all(|p| p[0].1 == "start" && p[1].1 == "finish" && p[0].0 == p[1].0));
 }
 
-/// Fails on its `fail_at`-th step (a crashed worker process); never if 0.
-struct FailsOnce {
-    inner: Deferred,
-    steps: u32,
-    fail_at: u32,
-    resets: Arc<Mutex<u32>>,
-}
-
-impl VectorEnv for FailsOnce {
-    fn num_envs(&self) -> usize {
-        self.inner.num_envs()
-    }
-    fn observation_space(&self) -> &Space {
-        self.inner.observation_space()
-    }
-    fn action_space(&self) -> &Space {
-        self.inner.action_space()
-    }
-    fn reset(&mut self, seed: Option<u64>) -> Result<(), EnvError> {
-        *self.resets.lock() += 1;
-        self.inner.reset(seed)
-    }
-    fn step(&mut self, actions: VecActions<'_>) -> Result<(), EnvError> {
-        self.step_start(actions)?;
-        self.step_finish()
-    }
-    fn step_start(&mut self, actions: VecActions<'_>) -> Result<(), EnvError> {
-        self.inner.step_start(actions)
-    }
-    fn step_finish(&mut self) -> Result<(), EnvError> {
-        self.steps += 1;
-        let result = self.inner.step_finish();
-        if self.steps == self.fail_at {
-            return Err(EnvError::Other {
-                env: "CartPole-v1".into(),
-                message: "the worker process died".into(),
-            });
-        }
-        result
-    }
-    fn output(&self) -> &VecStepOutput {
-        self.inner.output()
-    }
-}
-
 fn failing_split(split: usize, fail_at: u32, resets: &Arc<Mutex<u32>>) -> Result<Box<dyn VectorEnv>, EnvError> {
-    Ok(Box::new(FailsOnce {
-        inner: Deferred {
-            inner: cartpoles(),
-            split,
-            actions: Vec::new(),
-            in_flight: false,
-            log: Arc::default(),
-        },
-        steps: 0,
-        fail_at,
-        resets: Arc::clone(resets),
-    }))
+    Ok(Box::new(Deferred::new(split, &Arc::default(), fail_at, resets)))
 }
 
 #[test]
