@@ -8,7 +8,9 @@
 #
 # Needs a Python with gymnasium[box2d], ale-py and opencv-python-headless
 # (Gymnasium's AtariPreprocessing): $CML_PYTHON, else .venv-ci/bin/python
-# (see .ci/run). Peers, if given: $PEERS_PYTHON, a Python with envpool.
+# (see .ci/run). Peers, if given: $PEERS_PYTHON, a Python with envpool;
+# $SF_PYTHON, a Python with Sample Factory 2.1.1 (its sampler alone,
+# benches/sample_factory_sampler.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -43,6 +45,13 @@ bare LunarLander-v3 async 16
 bare LunarLander-v3 async 64
 bare LunarLander-v3 sync 64
 bare_twice LunarLander-v3 32
+sf() { # env [sf args...]
+  if [ -n "${SF_PYTHON:-}" ]; then
+    "$SF_PYTHON" benches/sample_factory_sampler.py "$1" "$secs" "${@:2}" 2>/dev/null | grep "steps/s" || true
+  fi
+}
+sf LunarLander-v2
+sf LunarLander-v2 --num_workers=2 --num_envs_per_worker=32
 host gymnasium:LunarLander-v3 mlp 1 64 1
 host gymnasium:LunarLander-v3 mlp 2 64 1
 host gymnasium:LunarLander-v3 mlp 2 64 2
@@ -54,6 +63,7 @@ bare ALE/Pong-v5 vector_entry_point 32
 if [ -n "${PEERS_PYTHON:-}" ]; then
   "$PEERS_PYTHON" benches/envpool_vector.py Pong-v5 32 2 "$secs"
 fi
+sf atari_pong
 ale() { # ALE threads per worker
   printf 'import = ["ale_py"]\nvectorization = "vector_entry_point"\nobservation_layout = "chw"\nkwargs = { num_threads = %s }' "$1"
 }
