@@ -69,8 +69,10 @@ def main():
         sampled += samples_per_trajectory(trajectory)
         if now - started >= seconds:
             break
-    elapsed = time.time() - started
+    elapsed = time.time() - started if started is not None else None
     sampler.stop()
+    if elapsed is None:
+        sys.exit(f"sample-factory sampler {env}: no trajectories after the warm-up")
     # Env steps; with frame skip k each is k emulator frames (ALE's own
     # v5 frame skip counts the same way in the other benchmarks).
     what = f"sample-factory 2.1.1 sampler {env} ({cfg.num_workers} workers x {cfg.num_envs_per_worker} envs)"
