@@ -51,6 +51,8 @@ def config(env, extra):
 
 
 def main():
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
     env, seconds, extra = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
     cfg = config(env, extra)
     sampler = SyncSamplingAPI(cfg, obtain_env_info_in_a_separate_process(cfg))

@@ -66,12 +66,7 @@ fn pong_trains_on_frames_carried_once_and_its_checkpoint_plays_a_game() {
     assert!(status.success(), "{status:?}: {stdout}");
     assert!(stdout.contains("reached max_seconds"), "{stdout}");
 
-    let run = std::fs::read_dir(dir.join("runs"))
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
+    let run = common::only_run(&dir);
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     let header: Vec<&str> = metrics.lines().next().unwrap().split(',').collect();
     let last: Vec<&str> = metrics.lines().last().unwrap().split(',').collect();

@@ -402,12 +402,7 @@ fn prioritized_mode_counts_produced_and_consumed_frames_apart() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("trained on"), "stopped by total_frames: {stdout}");
-    let run = std::fs::read_dir(dir.join("runs"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run = common::only_run(&dir);
     let all = rows(&run);
     let header = &all[0];
     let col = |name: &str| {

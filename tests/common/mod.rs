@@ -110,6 +110,17 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
     )
 }
 
+/// The run directory `train` made under `dir/runs` (the first, for a test
+/// that ran one).
+pub fn only_run(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir.join("runs"))
+        .expect("a runs directory")
+        .flatten()
+        .next()
+        .expect("a run directory")
+        .path()
+}
+
 /// The run's newest checkpoint (`<run>/checkpoints/*.safetensors`, by name).
 pub fn latest_checkpoint(run: &Path) -> PathBuf {
     let mut checkpoints: Vec<PathBuf> = std::fs::read_dir(run.join("checkpoints"))
