@@ -18,6 +18,9 @@
 //!   such frames, no gradient: what an actor worker of 32 Atari envs runs
 //!   each tick.
 //!
+//! The IMPALA updates also run with `learner.cpu_threads = 2` (the batch
+//! split along B over two threads): the same names with `_threads2`.
+//!
 //! `benches/learner_bench.sh` runs them beside the same updates in PyTorch
 //! (`benches/torch_learner_step.py`, `benches/torch_apex_step.py`) and prints
 //! the ratios.
@@ -98,44 +101,57 @@ fn impala_config() -> LearnerConfig {
 }
 
 fn learner_step(c: &mut Criterion) {
-    let mut learner =
-        ImpalaLearner::new(OBS, ActionKind::Categorical(2), &NetConfig::default(), impala_config()).expect("learner");
-    let batch = batch();
-    let mut group = c.benchmark_group("learner");
-    group.throughput(Throughput::Elements((T * B) as u64));
-    group.bench_function("mlp64x64_b32_t20", |b| b.iter(|| learner.step(&batch).expect("step")));
+    // Each IMPALA update on one thread (`learner.cpu_threads = 1`) and on
+    // two (the batch split along B, data parallel): `_threads2`.
+    for threads in [1, 2] {
+        let config = LearnerConfig {
+            cpu_threads: threads,
+            ..impala_config()
+        };
+        let suffix = if threads == 1 {
+            String::new()
+        } else {
+            format!("_threads{threads}")
+        };
+        let mut learner = ImpalaLearner::new(OBS, ActionKind::Categorical(2), &NetConfig::default(), config.clone())
+            .expect("learner");
+        let batch = batch();
+        let mut group = c.benchmark_group("learner");
+        group.throughput(Throughput::Elements((T * B) as u64));
+        group.bench_function(format!("mlp64x64_b32_t20{suffix}"), |b| {
+            b.iter(|| learner.step(&batch).expect("step"))
+        });
 
-    let minatar = NetConfig {
-        torso: cml_policy::Torso::Minatar,
-        ..NetConfig::default()
-    };
-    let mut learner =
-        ImpalaLearner::new(vec![10, 10, 4], ActionKind::Categorical(3), &minatar, impala_config()).expect("learner");
-    let batch = batch_of(T, B, 400, 3, Values::Binary);
-    group.bench_function("minatar_b32_t20", |b| b.iter(|| learner.step(&batch).expect("step")));
-    group.finish();
+        let minatar = NetConfig {
+            torso: cml_policy::Torso::Minatar,
+            ..NetConfig::default()
+        };
+        let mut learner =
+            ImpalaLearner::new(vec![10, 10, 4], ActionKind::Categorical(3), &minatar, config.clone()).expect("learner");
+        let batch = batch_of(T, B, 400, 3, Values::Binary);
+        group.bench_function(format!("minatar_b32_t20{suffix}"), |b| {
+            b.iter(|| learner.step(&batch).expect("step"))
+        });
+        group.finish();
 
-    let nature = NetConfig {
-        torso: cml_policy::Torso::Nature,
-        ..NetConfig::default()
-    };
-    let mut learner =
-        ImpalaLearner::new(vec![84, 84, 4], ActionKind::Categorical(6), &nature, impala_config()).expect("learner");
-    let (t, b) = (5, 8);
-    let batch = batch_of(t, b, 84 * 84 * 4, 6, Values::Pixels);
-    let mut group = c.benchmark_group("learner");
-    group.throughput(Throughput::Elements((t * b) as u64));
-    group.sample_size(10);
-    group.bench_function("nature_b8_t5", |bench| {
-        bench.iter(|| learner.step(&batch).expect("step"))
-    });
-    group.finish();
+        let mut learner =
+            ImpalaLearner::new(vec![84, 84, 4], ActionKind::Categorical(6), &nature(), config).expect("learner");
+        let (t, b) = (5, 8);
+        let batch = batch_of(t, b, 84 * 84 * 4, 6, Values::Pixels);
+        let mut group = c.benchmark_group("learner");
+        group.throughput(Throughput::Elements((t * b) as u64));
+        group.sample_size(10);
+        group.bench_function(format!("nature_b8_t5{suffix}"), |bench| {
+            bench.iter(|| learner.step(&batch).expect("step"))
+        });
+        group.finish();
+    }
 
     let net = cml_policy::PolicyNet::init(
         &candle_nn::VarMap::new(),
         vec![84, 84, 4],
         ActionKind::Categorical(6),
-        &nature,
+        &nature(),
         0,
         &Device::Cpu,
     )
@@ -149,6 +165,13 @@ fn learner_step(c: &mut Criterion) {
         bench.iter(|| net.forward(&frames).expect("forward"))
     });
     group.finish();
+}
+
+fn nature() -> NetConfig {
+    NetConfig {
+        torso: cml_policy::Torso::Nature,
+        ..NetConfig::default()
+    }
 }
 
 fn apex_step(c: &mut Criterion) {
@@ -179,9 +202,9 @@ fn apex_step(c: &mut Criterion) {
 criterion_group!(benches, learner_step, apex_step);
 
 fn main() {
-    // The learner's default: candle's CPU kernels on one thread
-    // (`learner.cpu_threads`), set before any thread starts.
-    cml_run::plumbing::init_compute_threads(LearnerConfig::default().cpu_threads);
+    // Candle's CPU kernels on one thread, as in every cml-rl process, set
+    // before any thread starts.
+    cml_run::plumbing::init_compute_threads();
     benches();
     Criterion::default().configure_from_args().final_summary();
 }

@@ -46,7 +46,7 @@ pub fn host_config(config: &Config, max_unrolls: Option<u64>) -> anyhow::Result<
 /// prints the report as one JSON line when `json` is set.
 pub fn run_actor(config: &Config, max_unrolls: Option<u64>, json: bool) -> anyhow::Result<()> {
     // Each worker thread is one compute thread.
-    cml_run::plumbing::init_compute_threads(1);
+    cml_run::plumbing::init_compute_threads();
     let host = host_config(config, max_unrolls)?;
     let stop = stop_flag()?;
     tracing::info!(

@@ -92,7 +92,7 @@ pub fn print_summary(summary: &RunSummary, run_dir: &Path) {
 pub fn run_command(config_path: &Path, run_dir: Option<PathBuf>, resume: bool) -> anyhow::Result<()> {
     let launched = std::time::Instant::now();
     let config = Config::load(config_path)?;
-    cml_run::plumbing::init_compute_threads(config.learner.cpu_threads);
+    cml_run::plumbing::init_compute_threads();
     let run_dir = match run_dir {
         Some(dir) => {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

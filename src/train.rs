@@ -40,7 +40,7 @@ pub fn run_train(config_path: Option<&Path>, resume: Option<&Path>) -> anyhow::R
         (None, None) => anyhow::bail!("train needs a config file or --resume RUN_DIR"),
     };
     // Before any thread starts.
-    cml_run::plumbing::init_compute_threads(config.learner.cpu_threads);
+    cml_run::plumbing::init_compute_threads();
     let key_file = run_key_file(&config, &run_dir, resume.is_some())?;
     let logs = run_dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;

@@ -88,7 +88,7 @@ pub fn is_skippable(error: &crate::LearnerError) -> bool {
 }
 
 /// A learning algorithm the learner loop drives.
-pub trait Algorithm {
+pub trait Algorithm: Send {
     /// The name in `[learner] algorithm` and in checkpoint manifests.
     fn name(&self) -> &'static str;
     /// The scalars every step reports, in order. Fixed for the life of the

@@ -13,7 +13,7 @@ use crate::algorithm::{
 };
 use crate::batch::UnrollBatch;
 use crate::learner::{parse_device, LearnerConfig, LearnerError, Result};
-use crate::loss::{bootstrap_truncated, impala_loss, LossInputs};
+use crate::loss::{bootstrap_truncated, impala_loss, LossInputs, LossOutput, LossSummary};
 use crate::trainable::{unprefixed, TrainableNet};
 
 /// What one learner step reports.
@@ -157,80 +157,162 @@ impl ImpalaLearner {
             }
         };
         let dones = (&terminated + &truncated)?.minimum(1f32)?;
-        // x_0 … x_T through the network as the actors ran it (one batched
-        // pass, or the recurrent core stepped from each unroll's state), and
-        // V of the truncations' final observations.
-        let (out, final_values) = self.net().forward_unroll(&UnrollInputs {
-            observations: &obs,
-            actions: &actions,
-            rewards: &rewards,
-            dones: &dones,
-            initial_state: initial_state.as_ref(),
-            final_observations: final_observations.as_ref(),
-        })?;
-        let final_values = final_values.map(|v| v.detach());
-        let all_values = out.value.reshape((t + 1, b))?;
-        let values = all_values.narrow(0, 0, t)?;
-        let bootstrap_value = all_values.get(t)?.detach();
-        let first_t = |x: &Tensor| x.narrow(0, 0, t * b);
-        let policy = match &out.policy {
-            PolicyParams::Logits(l) => PolicyParams::Logits(first_t(l)?),
-            PolicyParams::Gaussian { mean, log_std } => PolicyParams::Gaussian {
-                mean: first_t(mean)?,
-                log_std: log_std.clone(),
-            },
+        let tensors = StepTensors {
+            observations: obs,
+            actions,
+            rewards,
+            terminated,
+            truncated,
+            dones,
+            behaviour,
+            importance_weights,
+            final_observations,
+            initial_state,
         };
-        let actions = match self.net().action_kind() {
-            ActionKind::Categorical(_) => actions.reshape(t * b)?,
-            ActionKind::Gaussian(a) => actions.reshape((t * b, a))?,
-        };
-        let target_log_probs = policy.log_prob(&actions)?.reshape((t, b))?;
-        let entropy = policy.entropy()?.reshape((t, b))?;
-
-        let rewards = if self.config.loss.reward_scale == 1.0 {
-            rewards
+        // Data parallel on the CPU: each part of the unrolls (along B) is
+        // a sum of its own loss terms, built and differentiated on its own
+        // thread; the summed gradient is the whole batch's.
+        let parts = if self.device.is_cpu() {
+            self.config.cpu_threads.clamp(1, b.max(1))
         } else {
-            (rewards * f64::from(self.config.loss.reward_scale))?
+            1
         };
-        let rewards = self.config.loss.reward_clipping.apply(&rewards)?;
-        let (rewards, discounts) = bootstrap_truncated(
-            &rewards,
-            &terminated,
-            &truncated,
-            final_values.as_ref(),
-            self.config.loss.discount,
-        )?;
-
-        let loss = impala_loss(
-            LossInputs {
-                target_action_log_probs: target_log_probs,
-                behaviour_action_log_probs: &behaviour,
-                entropy,
-                values,
-                bootstrap_value,
-                rewards,
-                discounts,
-                importance_weights: importance_weights.as_ref(),
-            },
-            &self.config.loss,
-        )?;
-        let total = loss.total.to_scalar::<f32>()?;
-        let grad_norm = self.trainable.apply(&loss.total, self.config.max_grad_norm)?;
+        let config = &self.config;
+        let (grad_norm, outputs) = self.trainable.apply_parts(parts, config.max_grad_norm, |net, i| {
+            let (start, len) = part_columns(b, parts, i);
+            let loss = part_loss(net, &tensors.columns(start, len)?, t, len, config)?;
+            Ok((loss.total.clone(), loss))
+        })?;
+        let summary = LossSummary::of(&outputs, &self.config.loss)?;
         self.steps += 1;
         self.frames += (t * b) as u64;
         Ok(StepReport {
-            policy_loss: loss.policy_loss,
-            baseline_loss: loss.baseline_loss,
-            entropy: loss.entropy,
-            total_loss: total,
+            policy_loss: summary.policy_loss,
+            baseline_loss: summary.baseline_loss,
+            entropy: summary.entropy,
+            total_loss: summary.total,
             grad_norm: grad_norm as f32,
-            mean_rho: loss.mean_rho,
-            rho_clipped_fraction: loss.rho_clipped_fraction,
-            explained_variance: loss.explained_variance,
+            mean_rho: summary.mean_rho,
+            rho_clipped_fraction: summary.rho_clipped_fraction,
+            explained_variance: summary.explained_variance,
             learning_rate: lr,
-            priorities: loss.priorities,
+            priorities: summary.priorities,
         })
     }
+}
+
+/// Part `i` of `parts` of `b` unrolls: `(first column, columns)`, the
+/// first `b % parts` parts one larger.
+fn part_columns(b: usize, parts: usize, i: usize) -> (usize, usize) {
+    let (base, extra) = (b / parts, b % parts);
+    (i * base + i.min(extra), base + usize::from(i < extra))
+}
+
+/// One step's batch on the learner's device, time-major.
+struct StepTensors {
+    /// `[T + 1, B, obs]`.
+    observations: Tensor,
+    /// `[T, B]` (categorical) or `[T, B, A]`.
+    actions: Tensor,
+    rewards: Tensor,
+    terminated: Tensor,
+    truncated: Tensor,
+    /// terminated or truncated.
+    dones: Tensor,
+    behaviour: Tensor,
+    /// `[B]`.
+    importance_weights: Option<Tensor>,
+    /// `[T, B, obs]`.
+    final_observations: Option<Tensor>,
+    /// `[B, S]`.
+    initial_state: Option<Tensor>,
+}
+
+impl StepTensors {
+    /// Unrolls `start .. start + len` of every tensor.
+    fn columns(&self, start: usize, len: usize) -> Result<StepTensors> {
+        let along_b = |x: &Tensor| x.narrow(1, start, len);
+        let first_dim = |x: &Tensor| x.narrow(0, start, len);
+        let truncated = along_b(&self.truncated)?;
+        // V(final observation) is needed only where a step was truncated.
+        let final_observations = if truncated.sum_all()?.to_scalar::<f32>()? > 0.0 {
+            self.final_observations.as_ref().map(along_b).transpose()?
+        } else {
+            None
+        };
+        Ok(StepTensors {
+            observations: along_b(&self.observations)?,
+            actions: along_b(&self.actions)?,
+            rewards: along_b(&self.rewards)?,
+            terminated: along_b(&self.terminated)?,
+            truncated,
+            dones: along_b(&self.dones)?,
+            behaviour: along_b(&self.behaviour)?,
+            importance_weights: self.importance_weights.as_ref().map(first_dim).transpose()?,
+            final_observations,
+            initial_state: self.initial_state.as_ref().map(first_dim).transpose()?,
+        })
+    }
+}
+
+/// The IMPALA loss of `b` unrolls of `t` steps.
+fn part_loss(net: &PolicyNet, x: &StepTensors, t: usize, b: usize, config: &LearnerConfig) -> Result<LossOutput> {
+    // x_0 … x_T through the network as the actors ran it (one batched
+    // pass, or the recurrent core stepped from each unroll's state), and
+    // V of the truncations' final observations.
+    let (out, final_values) = net.forward_unroll(&UnrollInputs {
+        observations: &x.observations,
+        actions: &x.actions,
+        rewards: &x.rewards,
+        dones: &x.dones,
+        initial_state: x.initial_state.as_ref(),
+        final_observations: x.final_observations.as_ref(),
+    })?;
+    let final_values = final_values.map(|v| v.detach());
+    let all_values = out.value.reshape((t + 1, b))?;
+    let values = all_values.narrow(0, 0, t)?;
+    let bootstrap_value = all_values.get(t)?.detach();
+    let first_t = |x: &Tensor| x.narrow(0, 0, t * b);
+    let policy = match &out.policy {
+        PolicyParams::Logits(l) => PolicyParams::Logits(first_t(l)?),
+        PolicyParams::Gaussian { mean, log_std } => PolicyParams::Gaussian {
+            mean: first_t(mean)?,
+            log_std: log_std.clone(),
+        },
+    };
+    let actions = match net.action_kind() {
+        ActionKind::Categorical(_) => x.actions.reshape(t * b)?,
+        ActionKind::Gaussian(a) => x.actions.reshape((t * b, a))?,
+    };
+    let target_log_probs = policy.log_prob(&actions)?.reshape((t, b))?;
+    let entropy = policy.entropy()?.reshape((t, b))?;
+
+    let rewards = if config.loss.reward_scale == 1.0 {
+        x.rewards.clone()
+    } else {
+        (&x.rewards * f64::from(config.loss.reward_scale))?
+    };
+    let rewards = config.loss.reward_clipping.apply(&rewards)?;
+    let (rewards, discounts) = bootstrap_truncated(
+        &rewards,
+        &x.terminated,
+        &x.truncated,
+        final_values.as_ref(),
+        config.loss.discount,
+    )?;
+    Ok(impala_loss(
+        LossInputs {
+            target_action_log_probs: target_log_probs,
+            behaviour_action_log_probs: &x.behaviour,
+            entropy,
+            values,
+            bootstrap_value,
+            rewards,
+            discounts,
+            importance_weights: x.importance_weights.as_ref(),
+        },
+        &config.loss,
+    )?)
 }
 
 /// What [`ImpalaLearner`] reports after each step, in [`StepOutcome`] order.

@@ -101,11 +101,14 @@ pub struct LearnerConfig {
     /// Seed of the parameter initialisation.
     #[serde(default)]
     pub seed: u64,
-    /// Threads for candle's CPU kernels. One by default: at IMPALA's batch
-    /// sizes the ops are small and thread hand-offs cost more than they give
-    /// (MLP 64×64, 32×20 batch on a 2-core machine, one run: 709k samples/s
-    /// on one thread, 531k on two). Candle reads it from `RAYON_NUM_THREADS`, so it
-    /// takes effect only at process start (`cml_run::plumbing::init_compute_threads`).
+    /// CPU threads that share one update (IMPALA on the CPU): the batch's
+    /// unrolls are split into this many parts along B, each part's loss
+    /// built and differentiated on its own thread, and the gradients
+    /// summed (the loss is a sum over unrolls, so the update is the same
+    /// up to rounding). Candle's kernels themselves run on one thread
+    /// (`cml_run::plumbing::init_compute_threads`): at these batch sizes
+    /// splitting a kernel costs more than it gives. Ape-X DQN and CUDA
+    /// ignore it.
     #[serde(default = "default_cpu_threads")]
     pub cpu_threads: usize,
     #[serde(default)]

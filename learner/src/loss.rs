@@ -141,6 +141,96 @@ pub struct LossOutput {
     pub explained_variance: f32,
     /// One replay priority per unroll: mean_t |v_s − V(x_t)|.
     pub priorities: Vec<f32>,
+    /// The per-step values the figures came from.
+    pub steps: StepValues,
+}
+
+/// log ρ_t, v_s and V(x_t) of every step of a batch, time-major `[T, B]`
+/// flattened, on the host.
+pub struct StepValues {
+    pub log_rhos: Vec<f32>,
+    pub vs: Vec<f32>,
+    pub values: Vec<f32>,
+}
+
+/// The figures of one batch whose unrolls were split into parts along B
+/// (a data-parallel step): the sums add, the means and the explained
+/// variance pool every step of every part, the priorities follow the
+/// parts' order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LossSummary {
+    pub total: f32,
+    pub policy_loss: f32,
+    pub baseline_loss: f32,
+    pub entropy: f32,
+    pub mean_rho: f32,
+    pub rho_clipped_fraction: f32,
+    pub explained_variance: f32,
+    pub priorities: Vec<f32>,
+}
+
+impl LossSummary {
+    pub fn of(parts: &[LossOutput], config: &LossConfig) -> candle_core::Result<LossSummary> {
+        let mut total = 0.0f32;
+        let (mut policy_loss, mut baseline_loss, mut entropy_sum, mut steps) = (0.0f32, 0.0f32, 0.0f64, 0usize);
+        let mut priorities = Vec::new();
+        for part in parts {
+            total += scalar(&part.total)?;
+            policy_loss += part.policy_loss;
+            baseline_loss += part.baseline_loss;
+            entropy_sum += f64::from(part.entropy) * part.steps.vs.len() as f64;
+            steps += part.steps.vs.len();
+            priorities.extend_from_slice(&part.priorities);
+        }
+        let pooled = pooled_metrics(parts.iter().map(|p| &p.steps), config.clip_rho_threshold);
+        Ok(LossSummary {
+            total,
+            policy_loss,
+            baseline_loss,
+            entropy: (entropy_sum / steps.max(1) as f64) as f32,
+            mean_rho: pooled.mean_rho,
+            rho_clipped_fraction: pooled.rho_clipped_fraction,
+            explained_variance: pooled.explained_variance,
+            priorities,
+        })
+    }
+}
+
+struct PooledMetrics {
+    mean_rho: f32,
+    rho_clipped_fraction: f32,
+    explained_variance: f32,
+}
+
+/// Mean ρ, the fraction of ρ above ρ̄ and 1 − Var(v_s − V) / Var(v_s)
+/// over every step of `parts`.
+fn pooled_metrics<'a>(parts: impl Iterator<Item = &'a StepValues> + Clone, clip_rho: Option<f32>) -> PooledMetrics {
+    let log_rhos = parts.clone().flat_map(|p| p.log_rhos.iter());
+    let n = log_rhos.clone().count().max(1) as f64;
+    let rhos = log_rhos.map(|l| f64::from(*l).exp());
+    let mean_rho = (rhos.clone().sum::<f64>() / n) as f32;
+    let rho_clipped_fraction = match clip_rho {
+        Some(th) => (rhos.filter(|r| *r > f64::from(th)).count() as f64 / n) as f32,
+        None => 0.0,
+    };
+    let pairs = parts.flat_map(|p| p.vs.iter().zip(&p.values));
+    let variance = |xs: &mut dyn Iterator<Item = f64>| -> f64 {
+        let xs: Vec<f64> = xs.collect();
+        let mean = xs.iter().sum::<f64>() / xs.len().max(1) as f64;
+        xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len().max(1) as f64
+    };
+    let var_vs = variance(&mut pairs.clone().map(|(a, _)| f64::from(*a)));
+    let var_resid = variance(&mut pairs.map(|(a, b)| f64::from(a - b)));
+    let explained_variance = if var_vs > 0.0 {
+        (1.0 - var_resid / var_vs) as f32
+    } else {
+        f32::NAN
+    };
+    PooledMetrics {
+        mean_rho,
+        rho_clipped_fraction,
+        explained_variance,
+    }
 }
 
 /// The partial-episode bootstrap for time-limit truncations: at a step t
@@ -234,42 +324,30 @@ pub fn impala_loss(inputs: LossInputs<'_>, config: &LossConfig) -> Result<LossOu
     // tiny tensor ops and read-backs.
     let host =
         |t: &Tensor| -> candle_core::Result<Vec<f32>> { t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>() };
-    let (log_rhos, vs, v) = (host(&vt.log_rhos)?, host(&vt.vs)?, host(&values.detach())?);
-    let n = log_rhos.len().max(1) as f64;
-    let batch = values.dim(1)?.max(1);
-    let rhos = log_rhos.iter().map(|l| f64::from(*l).exp());
-    let mean_rho = (rhos.clone().sum::<f64>() / n) as f32;
-    let rho_clipped_fraction = match config.clip_rho_threshold {
-        Some(th) => (rhos.filter(|r| *r > f64::from(th)).count() as f64 / n) as f32,
-        None => 0.0,
+    let steps = StepValues {
+        log_rhos: host(&vt.log_rhos)?,
+        vs: host(&vt.vs)?,
+        values: host(&values.detach())?,
     };
+    let n = steps.vs.len().max(1) as f64;
+    let batch = values.dim(1)?.max(1);
     let mut priorities = vec![0.0f32; batch];
-    for (i, (a, b)) in vs.iter().zip(&v).enumerate() {
+    for (i, (a, b)) in steps.vs.iter().zip(&steps.values).enumerate() {
         priorities[i % batch] += (a - b).abs();
     }
-    let steps = (vs.len() / batch).max(1) as f32;
-    priorities.iter_mut().for_each(|p| *p /= steps);
-    let variance = |xs: &mut dyn Iterator<Item = f64>| -> f64 {
-        let xs: Vec<f64> = xs.collect();
-        let mean = xs.iter().sum::<f64>() / xs.len().max(1) as f64;
-        xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len().max(1) as f64
-    };
-    let var_vs = variance(&mut vs.iter().map(|x| f64::from(*x)));
-    let var_resid = variance(&mut vs.iter().zip(&v).map(|(a, b)| f64::from(a - b)));
-    let explained_variance = if var_vs > 0.0 {
-        (1.0 - var_resid / var_vs) as f32
-    } else {
-        f32::NAN
-    };
+    let per_unroll = (steps.vs.len() / batch).max(1) as f32;
+    priorities.iter_mut().for_each(|p| *p /= per_unroll);
+    let pooled = pooled_metrics(std::iter::once(&steps), config.clip_rho_threshold);
     Ok(LossOutput {
         policy_loss: scalar(&policy_loss)?,
         baseline_loss: scalar(&baseline_loss)?,
         entropy: (-f64::from(scalar(&entropy_loss)?) / n) as f32,
-        mean_rho,
-        rho_clipped_fraction,
-        explained_variance,
+        mean_rho: pooled.mean_rho,
+        rho_clipped_fraction: pooled.rho_clipped_fraction,
+        explained_variance: pooled.explained_variance,
         priorities,
         total,
+        steps,
     })
 }
 

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 use candle_nn::{Optimizer, VarMap};
 use cml_policy::{ActionKind, NetConfig, ObservationShape, PolicyNet};
@@ -152,11 +153,71 @@ impl TrainableNet {
     /// norm is refused and changes nothing. Returns the gradient norm
     /// before clipping.
     pub fn apply(&mut self, loss: &Tensor, max_grad_norm: f64) -> Result<f64> {
-        let value = loss.to_scalar::<f32>()?;
-        if !value.is_finite() {
-            return Err(LearnerError::NonFinite { what: "loss", value });
+        let grads = gradients(loss)?;
+        self.step_with(grads, max_grad_norm)
+    }
+
+    /// One update whose loss is a sum of `parts` independent terms (a
+    /// batch split along B, data parallel): `part_loss(net, i)` builds
+    /// part i's loss, which is differentiated on the same thread, each
+    /// part on its own thread (the calling thread takes part 0). The
+    /// gradients are summed, then clipped and applied as in
+    /// [`TrainableNet::apply`]; a part that fails or is not finite fails
+    /// the update, which then changes nothing. Returns the gradient norm
+    /// before clipping and each part's second value, in part order.
+    pub fn apply_parts<R: Send>(
+        &mut self,
+        parts: usize,
+        max_grad_norm: f64,
+        part_loss: impl Fn(&PolicyNet, usize) -> Result<(Tensor, R)> + Sync,
+    ) -> Result<(f64, Vec<R>)> {
+        let net = &self.net;
+        let run = |i: usize| -> Result<(GradStore, R)> {
+            let (loss, extra) = part_loss(net, i)?;
+            Ok((gradients(&loss)?, extra))
+        };
+        let results: Vec<Result<(GradStore, R)>> = if parts <= 1 {
+            vec![run(0)]
+        } else {
+            let run = &run;
+            std::thread::scope(|scope| {
+                let others: Vec<_> = (1..parts).map(|i| scope.spawn(move || run(i))).collect();
+                let first = run(0);
+                std::iter::once(first)
+                    .chain(others.into_iter().map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(LearnerError::Batch("a learner thread panicked".into())))
+                    }))
+                    .collect()
+            })
+        };
+        let mut total: Option<GradStore> = None;
+        let mut extras = Vec::with_capacity(results.len());
+        for result in results {
+            let (mut grads, extra) = result?;
+            extras.push(extra);
+            match &mut total {
+                None => total = Some(grads),
+                Some(sum) => {
+                    for (_, var) in &self.vars {
+                        if let Some(g) = grads.remove(var) {
+                            let summed = match sum.get(var) {
+                                Some(s) => (s + g)?,
+                                None => g,
+                            };
+                            sum.insert(var, summed);
+                        }
+                    }
+                }
+            }
         }
-        let mut grads = loss.backward()?;
+        let grads = total.ok_or_else(|| LearnerError::Batch("an update of no parts".into()))?;
+        Ok((self.step_with(grads, max_grad_norm)?, extras))
+    }
+
+    /// Clipping and the optimizer step on `grads`; a non-finite gradient
+    /// norm is refused and changes nothing.
+    fn step_with(&mut self, mut grads: GradStore, max_grad_norm: f64) -> Result<f64> {
         let vars: Vec<Var> = self.vars.iter().map(|(_, v)| v.clone()).collect();
         let grad_norm = clip_grad_norm(&mut grads, &vars, max_grad_norm)?;
         if !grad_norm.is_finite() {
@@ -243,6 +304,15 @@ pub fn unprefixed(state: &HashMap<String, Tensor>) -> HashMap<String, Tensor> {
             (name.to_string(), v.clone())
         })
         .collect()
+}
+
+/// The gradients of `loss` (a scalar), refused if the loss is not finite.
+fn gradients(loss: &Tensor) -> Result<GradStore> {
+    let value = loss.to_scalar::<f32>()?;
+    if !value.is_finite() {
+        return Err(LearnerError::NonFinite { what: "loss", value });
+    }
+    Ok(loss.backward()?)
 }
 
 /// The variables of `varmap` by name, sorted.

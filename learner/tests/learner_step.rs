@@ -219,3 +219,94 @@ fn impala_trains_an_lstm_core_and_refuses_batches_without_its_state() {
         .unwrap();
     assert!(e.to_string().contains("model.core"), "{e}");
 }
+
+/// `learner.cpu_threads` splits the batch's unrolls along B over threads:
+/// the update and every reported figure are the one-thread step's, up to
+/// rounding (here B = 7 over 3 threads: parts of 3, 2 and 2 unrolls), for
+/// an MLP with truncations and importance weights, the MinAtar CNN and an
+/// LSTM core.
+#[test]
+fn a_batch_split_over_threads_makes_the_same_update() {
+    let lstm = NetConfig {
+        core: cml_policy::Core::Lstm,
+        core_size: 8,
+        ..NetConfig::default()
+    };
+    let minatar = NetConfig {
+        torso: cml_policy::Torso::Minatar,
+        ..NetConfig::default()
+    };
+    let (t, b) = (6, 7);
+    for (what, net, obs_shape) in [
+        ("mlp", NetConfig::default(), vec![4]),
+        ("minatar", minatar, vec![10, 10, 2]),
+        ("lstm", lstm, vec![4]),
+    ] {
+        let obs_dim: usize = obs_shape.iter().product();
+        let mut batch = synthetic_batch(11, t, b, obs_dim, 3);
+        assert!(batch.truncated.sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
+        let weights: Vec<f32> = (0..b).map(|i| 0.2 + 0.1 * i as f32).collect();
+        batch.importance_weights = Some(Tensor::from_vec(weights, b, &Device::Cpu).unwrap());
+        let learner = |threads: usize| {
+            let config = LearnerConfig {
+                cpu_threads: threads,
+                ..LearnerConfig::default()
+            };
+            ImpalaLearner::new(obs_shape.clone(), ActionKind::Categorical(3), &net, config).unwrap()
+        };
+        let (mut one, mut three) = (learner(1), learner(3));
+        if net.core == cml_policy::Core::Lstm {
+            let s = one.net().recurrent_state_size();
+            batch.initial_state = Some(Tensor::rand(-0.5f32, 0.5, (b, s), &Device::Cpu).unwrap());
+        }
+        assert_eq!(params(&one), params(&three), "{what}: the same initial parameters");
+        for step in 0..2 {
+            let (r1, r3) = (one.step(&batch).unwrap(), three.step(&batch).unwrap());
+            let close = |name: &str, a: f32, b: f32| {
+                assert!(
+                    (a - b).abs() <= 1e-4 * a.abs().max(1.0),
+                    "{what} step {step}: {name} {a} (1 thread) vs {b} (3 threads)"
+                );
+            };
+            close("policy loss", r1.policy_loss, r3.policy_loss);
+            close("baseline loss", r1.baseline_loss, r3.baseline_loss);
+            close("entropy", r1.entropy, r3.entropy);
+            close("total loss", r1.total_loss, r3.total_loss);
+            close("grad norm", r1.grad_norm, r3.grad_norm);
+            close("mean rho", r1.mean_rho, r3.mean_rho);
+            close("rho clipped", r1.rho_clipped_fraction, r3.rho_clipped_fraction);
+            close("explained variance", r1.explained_variance, r3.explained_variance);
+            assert_eq!(r1.priorities.len(), b);
+            for (i, (p1, p3)) in r1.priorities.iter().zip(&r3.priorities).enumerate() {
+                close(&format!("priority {i}"), *p1, *p3);
+            }
+            assert!(r1.grad_norm > 0.0);
+        }
+        for (p1, p3) in params(&one).iter().zip(&params(&three)) {
+            for (a, b) in p1.iter().zip(p3) {
+                assert!((a - b).abs() < 1e-5, "{what}: parameter {a} vs {b}");
+            }
+        }
+        assert_eq!((three.steps(), three.frames()), (2, 2 * (t * b) as u64));
+    }
+}
+
+/// A non-finite loss in one part of a split batch fails the whole update,
+/// which changes nothing.
+#[test]
+fn a_bad_part_of_a_split_batch_changes_nothing() {
+    let config = LearnerConfig {
+        cpu_threads: 2,
+        ..LearnerConfig::default()
+    };
+    let mut l = ImpalaLearner::new(4, ActionKind::Categorical(2), &NetConfig::default(), config).unwrap();
+    let mut batch = synthetic_batch(5, 8, 6, 4, 2);
+    let mut rewards = batch.rewards.to_vec2::<f32>().unwrap();
+    rewards[3][5] = f32::NAN; // unroll 5: the second part
+    batch.rewards = Tensor::new(rewards, &Device::Cpu).unwrap();
+    let before = params(&l);
+    let e = l.step(&batch).unwrap_err();
+    assert!(matches!(e, LearnerError::NonFinite { what: "loss", .. }), "{e}");
+    assert_eq!(params(&l), before);
+    assert_eq!(l.steps(), 0);
+}

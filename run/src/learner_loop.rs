@@ -389,6 +389,8 @@ pub fn run_learner(
     };
     let mut non_finite_in_a_row = 0u32;
     let mut paced_logged = false;
+    // A batch gathered while the previous step ran.
+    let mut prefetched: Option<SampledBatch> = None;
     let mut last_checkpoint = Instant::now();
     let mut since = Throughput {
         at: Instant::now(),
@@ -439,18 +441,24 @@ pub fn run_learner(
             continue;
         }
         let beta = annealed_beta(setup.beta, env_frames(&replay), train.total_frames);
-        let Some(batch) = gather(
-            &mut replay,
-            learner.batch_size,
-            beta,
-            stop,
-            stop_conditions.deadline,
-            &mut returns,
-        )?
-        else {
-            // Stopped, or out of time while waiting for data; the top of
-            // the loop says which.
-            continue;
+        let batch = match prefetched.take() {
+            Some(batch) => batch,
+            None => {
+                let Some(batch) = gather(
+                    &mut replay,
+                    learner.batch_size,
+                    beta,
+                    stop,
+                    stop_conditions.deadline,
+                    &mut returns,
+                )?
+                else {
+                    // Stopped, or out of time while waiting for data; the
+                    // top of the loop says which.
+                    continue;
+                };
+                batch
+            }
         };
         let unrolls = SampledUnrolls {
             layout: &setup.layout,
@@ -458,7 +466,36 @@ pub fn run_learner(
             frames: &batch.frames,
             importance_weights: &batch.weights,
         };
-        let outcome = match algorithm.step(&unrolls, env_frames(&replay)) {
+        // The step runs on its own thread while this one gathers the next
+        // batch, if the next step may follow at once (the pacing above, on
+        // the counts after this step). In prioritized mode that batch is
+        // drawn before this step's priorities arrive, as in Ape-X.
+        let produced_before = env_frames(&replay);
+        let prefetch = may_step(
+            learner,
+            produced_before,
+            replay.inserted_unrolls() * t,
+            consumed_here + batch.count as u64 * t,
+        );
+        let (stepped, next) = std::thread::scope(|scope| {
+            let stepping = scope.spawn(|| algorithm.step(&unrolls, produced_before));
+            let next = if prefetch {
+                gather(
+                    &mut replay,
+                    learner.batch_size,
+                    beta,
+                    stop,
+                    stop_conditions.deadline,
+                    &mut returns,
+                )
+            } else {
+                Ok(None)
+            };
+            (stepping.join(), next)
+        });
+        prefetched = next?;
+        let stepped = stepped.map_err(|_| RunError::Config("the learner step panicked".into()))?;
+        let outcome = match stepped {
             Ok(outcome) => outcome,
             Err(e) if cml_learner::algorithm::is_skippable(&e) => {
                 // Skipped, parameters unchanged: keep training, unless

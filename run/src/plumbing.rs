@@ -97,16 +97,17 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>, RunError> {
     Ok(stop)
 }
 
-/// Sets how many threads candle's CPU kernels (matmuls, element-wise ops)
-/// use, through `RAYON_NUM_THREADS`, which candle and rayon read once. The
-/// one place the process sets it: each command calls this first, before
-/// any thread starts (the environment is process-wide). An existing
-/// `RAYON_NUM_THREADS` wins (an explicit choice of the user). Actor hosts
-/// pass 1 (each worker thread is one compute thread); the learner passes
-/// `learner.cpu_threads`.
-pub fn init_compute_threads(threads: usize) {
+/// Puts candle's CPU kernels (matmuls, element-wise ops) on one thread,
+/// through `RAYON_NUM_THREADS`, which candle and rayon read once. The one
+/// place the process sets it: each command calls this first, before any
+/// thread starts (the environment is process-wide). An existing
+/// `RAYON_NUM_THREADS` wins (an explicit choice of the user). At our batch
+/// sizes the kernels are too small to split well: actor hosts run one
+/// compute thread per worker thread, and the learner uses several CPU
+/// threads by splitting its batch (`learner.cpu_threads`), not its kernels.
+pub fn init_compute_threads() {
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         // Edition 2021: a safe fn. Called before any other thread exists.
-        std::env::set_var("RAYON_NUM_THREADS", threads.max(1).to_string());
+        std::env::set_var("RAYON_NUM_THREADS", "1");
     }
 }
