@@ -556,4 +556,70 @@ mod tests {
             .to_string()
             .contains("adam.m.param.0"));
     }
+
+    /// f32 CPU variables take the in-place loops, f64 ones the tensor ops:
+    /// the same updates, step after step, for both optimizers.
+    #[test]
+    fn in_place_cpu_updates_match_the_tensor_path() {
+        let start = [[0.5f64, -1.5, 3.0], [2.0, 0.25, -0.75]];
+        for adam in [false, true] {
+            let x32 = Var::new(&start.map(|r| r.map(|v| v as f32)), &Device::Cpu).unwrap();
+            let x64 = Var::new(&start, &Device::Cpu).unwrap();
+            let (mut r32, mut r64, mut a32, mut a64) = (
+                RmsProp::new(vec![x32.clone()], RmsPropConfig::default()).unwrap(),
+                RmsProp::new(vec![x64.clone()], RmsPropConfig::default()).unwrap(),
+                Adam::new(vec![x32.clone()], AdamConfig::default()).unwrap(),
+                Adam::new(vec![x64.clone()], AdamConfig::default()).unwrap(),
+            );
+            for step in 1..=6 {
+                // loss = Σ c_i x_i³ / 3, a gradient that changes each step.
+                let loss = |x: &Var| {
+                    let c = (step as f64) * 0.5;
+                    (x.as_tensor().powf(3.0).unwrap().sum_all().unwrap() * c).unwrap()
+                };
+                let (g32, g64) = (grads_for(&x32, loss(&x32)), grads_for(&x64, loss(&x64)));
+                if adam {
+                    a32.step(&g32).unwrap();
+                    a64.step(&g64).unwrap();
+                } else {
+                    r32.step(&g32).unwrap();
+                    r64.step(&g64).unwrap();
+                }
+                let got = x32.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let want = x64.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (f64::from(*g) - w).abs() < 1e-5,
+                        "adam {adam} step {step}: {got:?} vs {want:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A moment that decays into subnormal numbers is stored as 0 (see
+    /// `flushed`): here Adam's first moment after one gradient of 1e-3 and
+    /// 850 zero gradients, which unflushed would be about 1e-43.
+    #[test]
+    fn subnormal_moments_are_flushed_to_zero() {
+        let var = Var::new(&[1.0f32], &Device::Cpu).unwrap();
+        let mut opt = Adam::new(vec![var.clone()], AdamConfig::default()).unwrap();
+        let scaled = |c: f32| {
+            let c = Tensor::new(&[c], &Device::Cpu).unwrap();
+            grads_for(&var, var.as_tensor().mul(&c).unwrap().sum_all().unwrap())
+        };
+        opt.step(&scaled(1e-3)).unwrap();
+        let zero = scaled(0.0);
+        let mut unflushed = 1e-4f32; // (1 − β₁) · 1e-3
+        for _ in 0..850 {
+            opt.step(&zero).unwrap();
+            unflushed *= 0.9;
+        }
+        assert!(unflushed > 0.0 && unflushed < f32::MIN_POSITIVE, "{unflushed}");
+        let state: HashMap<String, Tensor> = opt.state().unwrap().into_iter().collect();
+        let m = state["adam.m.param.0"].to_vec1::<f32>().unwrap();
+        assert_eq!(m, [0.0]);
+        let v = state["adam.v.param.0"].to_vec1::<f32>().unwrap();
+        assert!(v[0] > 0.0, "the second moment (β₂ 0.999) is still normal: {v:?}");
+    }
 }
