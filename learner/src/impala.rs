@@ -13,7 +13,7 @@ use crate::algorithm::{
 };
 use crate::batch::UnrollBatch;
 use crate::learner::{parse_device, LearnerConfig, LearnerError, Result};
-use crate::loss::{bootstrap_truncated, impala_loss, LossInputs, LossOutput, LossSummary};
+use crate::loss::{bootstrap_truncated, impala_loss, LossFigures, LossInputs, LossOutput, LossSummary};
 use crate::trainable::{unprefixed, TrainableNet};
 
 /// What one learner step reports.
@@ -186,17 +186,26 @@ impl ImpalaLearner {
         let summary = LossSummary::of(&outputs, &self.config.loss)?;
         self.steps += 1;
         self.frames += (t * b) as u64;
+        let LossFigures {
+            policy_loss,
+            baseline_loss,
+            entropy,
+            mean_rho,
+            rho_clipped_fraction,
+            explained_variance,
+            priorities,
+        } = summary.figures;
         Ok(StepReport {
-            policy_loss: summary.policy_loss,
-            baseline_loss: summary.baseline_loss,
-            entropy: summary.entropy,
+            policy_loss,
+            baseline_loss,
+            entropy,
             total_loss: summary.total,
             grad_norm: grad_norm as f32,
-            mean_rho: summary.mean_rho,
-            rho_clipped_fraction: summary.rho_clipped_fraction,
-            explained_variance: summary.explained_variance,
+            mean_rho,
+            rho_clipped_fraction,
+            explained_variance,
             learning_rate: lr,
-            priorities: summary.priorities,
+            priorities,
         })
     }
 }

@@ -124,9 +124,9 @@ pub struct LossInputs<'a> {
     pub importance_weights: Option<&'a Tensor>,
 }
 
-/// The loss and what it was made of.
-pub struct LossOutput {
-    pub total: Tensor,
+/// What an IMPALA loss reports, of one part of a batch or of all of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LossFigures {
     /// Σ −pg_advantage · log π(a).
     pub policy_loss: f32,
     /// ½ Σ (v_s − V)² (before `baseline_cost`).
@@ -141,6 +141,12 @@ pub struct LossOutput {
     pub explained_variance: f32,
     /// One replay priority per unroll: mean_t |v_s − V(x_t)|.
     pub priorities: Vec<f32>,
+}
+
+/// The loss and what it was made of.
+pub struct LossOutput {
+    pub total: Tensor,
+    pub figures: LossFigures,
     /// The per-step values the figures came from.
     pub steps: StepValues,
 }
@@ -159,14 +165,9 @@ pub struct StepValues {
 /// parts' order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LossSummary {
+    /// The loss minimized, summed over the parts.
     pub total: f32,
-    pub policy_loss: f32,
-    pub baseline_loss: f32,
-    pub entropy: f32,
-    pub mean_rho: f32,
-    pub rho_clipped_fraction: f32,
-    pub explained_variance: f32,
-    pub priorities: Vec<f32>,
+    pub figures: LossFigures,
 }
 
 impl LossSummary {
@@ -176,22 +177,24 @@ impl LossSummary {
         let mut priorities = Vec::new();
         for part in parts {
             total += scalar(&part.total)?;
-            policy_loss += part.policy_loss;
-            baseline_loss += part.baseline_loss;
-            entropy_sum += f64::from(part.entropy) * part.steps.vs.len() as f64;
+            policy_loss += part.figures.policy_loss;
+            baseline_loss += part.figures.baseline_loss;
+            entropy_sum += f64::from(part.figures.entropy) * part.steps.vs.len() as f64;
             steps += part.steps.vs.len();
-            priorities.extend_from_slice(&part.priorities);
+            priorities.extend_from_slice(&part.figures.priorities);
         }
         let pooled = pooled_metrics(parts.iter().map(|p| &p.steps), config.clip_rho_threshold);
         Ok(LossSummary {
             total,
-            policy_loss,
-            baseline_loss,
-            entropy: (entropy_sum / steps.max(1) as f64) as f32,
-            mean_rho: pooled.mean_rho,
-            rho_clipped_fraction: pooled.rho_clipped_fraction,
-            explained_variance: pooled.explained_variance,
-            priorities,
+            figures: LossFigures {
+                policy_loss,
+                baseline_loss,
+                entropy: (entropy_sum / steps.max(1) as f64) as f32,
+                mean_rho: pooled.mean_rho,
+                rho_clipped_fraction: pooled.rho_clipped_fraction,
+                explained_variance: pooled.explained_variance,
+                priorities,
+            },
         })
     }
 }
@@ -339,13 +342,15 @@ pub fn impala_loss(inputs: LossInputs<'_>, config: &LossConfig) -> Result<LossOu
     priorities.iter_mut().for_each(|p| *p /= per_unroll);
     let pooled = pooled_metrics(std::iter::once(&steps), config.clip_rho_threshold);
     Ok(LossOutput {
-        policy_loss: scalar(&policy_loss)?,
-        baseline_loss: scalar(&baseline_loss)?,
-        entropy: (-f64::from(scalar(&entropy_loss)?) / n) as f32,
-        mean_rho: pooled.mean_rho,
-        rho_clipped_fraction: pooled.rho_clipped_fraction,
-        explained_variance: pooled.explained_variance,
-        priorities,
+        figures: LossFigures {
+            policy_loss: scalar(&policy_loss)?,
+            baseline_loss: scalar(&baseline_loss)?,
+            entropy: (-f64::from(scalar(&entropy_loss)?) / n) as f32,
+            mean_rho: pooled.mean_rho,
+            rho_clipped_fraction: pooled.rho_clipped_fraction,
+            explained_variance: pooled.explained_variance,
+            priorities,
+        },
         total,
         steps,
     })
@@ -435,13 +440,13 @@ mod tests {
         let policy = -(2.88 * logp0 + 1.2 * logp1);
         let baseline = 0.5 * ((3.88f64 - 1.0).powi(2) + (3.2f64 - 2.0).powi(2));
         let total = policy + 0.5 * baseline - 0.1 * 1.0;
-        assert!((f64::from(out.policy_loss) - policy).abs() < 1e-5);
-        assert!((f64::from(out.baseline_loss) - baseline).abs() < 1e-4);
+        assert!((f64::from(out.figures.policy_loss) - policy).abs() < 1e-5);
+        assert!((f64::from(out.figures.baseline_loss) - baseline).abs() < 1e-4);
         assert!((f64::from(out.total.to_scalar::<f32>().unwrap()) - total).abs() < 1e-4);
-        assert!((out.entropy - 0.5).abs() < 1e-6);
-        assert!((out.mean_rho - 1.0).abs() < 1e-6 && out.rho_clipped_fraction == 0.0);
-        assert_eq!(out.priorities.len(), 1);
-        assert!((f64::from(out.priorities[0]) - (2.88 + 1.2) / 2.0).abs() < 1e-5);
+        assert!((out.figures.entropy - 0.5).abs() < 1e-6);
+        assert!((out.figures.mean_rho - 1.0).abs() < 1e-6 && out.figures.rho_clipped_fraction == 0.0);
+        assert_eq!(out.figures.priorities.len(), 1);
+        assert!((f64::from(out.figures.priorities[0]) - (2.88 + 1.2) / 2.0).abs() < 1e-5);
     }
 
     #[test]

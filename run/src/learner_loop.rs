@@ -441,18 +441,14 @@ pub fn run_learner(
             continue;
         }
         let beta = annealed_beta(setup.beta, env_frames(&replay), train.total_frames);
+        let deadline = stop_conditions.deadline;
+        let gather_batch = |replay: &mut ReplayClient, returns: &mut Returns| {
+            gather(replay, learner.batch_size, beta, stop, deadline, returns)
+        };
         let batch = match prefetched.take() {
             Some(batch) => batch,
             None => {
-                let Some(batch) = gather(
-                    &mut replay,
-                    learner.batch_size,
-                    beta,
-                    stop,
-                    stop_conditions.deadline,
-                    &mut returns,
-                )?
-                else {
+                let Some(batch) = gather_batch(&mut replay, &mut returns)? else {
                     // Stopped, or out of time while waiting for data; the
                     // top of the loop says which.
                     continue;
@@ -480,14 +476,7 @@ pub fn run_learner(
         let (stepped, next) = std::thread::scope(|scope| {
             let stepping = scope.spawn(|| algorithm.step(&unrolls, produced_before));
             let next = if prefetch {
-                gather(
-                    &mut replay,
-                    learner.batch_size,
-                    beta,
-                    stop,
-                    stop_conditions.deadline,
-                    &mut returns,
-                )
+                gather_batch(&mut replay, &mut returns)
             } else {
                 Ok(None)
             };
