@@ -185,8 +185,11 @@ impl TrainableNet {
                 let first = run(0);
                 std::iter::once(first)
                     .chain(others.into_iter().map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err(LearnerError::Batch("a learner thread panicked".into())))
+                        h.join().unwrap_or_else(|_| {
+                            Err(LearnerError::Batch(
+                                "a learner thread panicked (its message is printed above)".into(),
+                            ))
+                        })
                     }))
                     .collect()
             })

@@ -37,7 +37,7 @@ pub struct LearnerSection {
     pub optimizer: OptimizerSection,
     /// Global gradient-norm clip.
     pub max_grad_norm: f64,
-    /// Candle CPU threads for the learner's kernels.
+    /// CPU threads that share one IMPALA update (the batch split along B).
     pub cpu_threads: usize,
     /// `[learner.loss]` (IMPALA).
     pub loss: LossConfig,

@@ -462,10 +462,11 @@ pub fn run_learner(
             frames: &batch.frames,
             importance_weights: &batch.weights,
         };
-        // The step runs on its own thread while this one gathers the next
-        // batch, if the next step may follow at once (the pacing above, on
-        // the counts after this step). In prioritized mode that batch is
-        // drawn before this step's priorities arrive, as in Ape-X.
+        // The step runs (and publishes its weights) on its own thread while
+        // this one gathers the next batch, if the next step may follow at
+        // once (the pacing above, on the counts after this step). In
+        // prioritized mode that batch is drawn before this step's
+        // priorities arrive, as in Ape-X.
         let produced_before = env_frames(&replay);
         let prefetch = may_step(
             learner,
@@ -474,7 +475,15 @@ pub fn run_learner(
             consumed_here + batch.count as u64 * t,
         );
         let (stepped, next) = std::thread::scope(|scope| {
-            let stepping = scope.spawn(|| algorithm.step(&unrolls, produced_before));
+            let stepping = scope.spawn(|| -> Result<_, RunError> {
+                let outcome = algorithm.step(&unrolls, produced_before);
+                // Published as soon as the step ends, not after the next
+                // batch is gathered.
+                if outcome.is_ok() && algorithm.steps() % learner.publish_interval_steps == 0 {
+                    publisher.publish(version(algorithm), algorithm.weights()?);
+                }
+                Ok(outcome)
+            });
             let next = if prefetch {
                 gather_batch(&mut replay, &mut returns)
             } else {
@@ -483,7 +492,8 @@ pub fn run_learner(
             (stepping.join(), next)
         });
         prefetched = next?;
-        let stepped = stepped.map_err(|_| RunError::Config("the learner step panicked".into()))?;
+        let stepped = stepped
+            .map_err(|_| RunError::Config("the learner step panicked (its message is printed above)".into()))??;
         let outcome = match stepped {
             Ok(outcome) => outcome,
             Err(e) if cml_learner::algorithm::is_skippable(&e) => {
@@ -509,9 +519,6 @@ pub fn run_learner(
         }
         if setup.update_priorities {
             replay.update_priorities(&batch.shards, &batch.keys, &outcome.priorities)?;
-        }
-        if algorithm.steps() % learner.publish_interval_steps == 0 {
-            publisher.publish(version(algorithm), algorithm.weights()?);
         }
 
         // A run that ends after this step reports it first, so the row
