@@ -102,7 +102,7 @@ fn zeros_like(vars: &NamedVars) -> Result<Vec<Var>> {
 /// moments of a weight whose gradient stays 0 decay geometrically and would
 /// spend ~150 steps (β 0.9) to thousands (β 0.999) in subnormal numbers,
 /// whose arithmetic is many times slower on x86 (measured: Adam's update
-/// took 11% of the learner's CPU time on MinAtar Breakout, where many FC
+/// took 10–11% of the learner's CPU time on MinAtar Breakout, where many FC
 /// inputs are 0). A moment that small moves its weight by nothing.
 #[inline]
 fn flushed(x: f32) -> f32 {
@@ -572,7 +572,8 @@ mod tests {
                 Adam::new(vec![x64.clone()], AdamConfig::default()).unwrap(),
             );
             for step in 1..=6 {
-                // loss = Σ c_i x_i³ / 3, a gradient that changes each step.
+                // loss = c · Σ x³ with c growing each step: g = 3c · x², a
+                // gradient that changes from step to step.
                 let loss = |x: &Var| {
                     let c = (step as f64) * 0.5;
                     (x.as_tensor().powf(3.0).unwrap().sum_all().unwrap() * c).unwrap()
