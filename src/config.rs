@@ -502,6 +502,8 @@ mod tests {
             ("[learner.loss]\nlambda = -0.1\n", "learner.loss.lambda: "),
             ("[learner.loss]\nentropy_cost = nan\n", "learner.loss.entropy_cost: "),
             ("[learner.loss]\nreward_scale = 0.0\n", "learner.loss.reward_scale: "),
+            ("[learner.loss]\nppo_clip = 1.0\n", "learner.loss.ppo_clip: "),
+            ("[learner.loss]\nppo_clip = 0.0\n", "learner.loss.ppo_clip: "),
             (
                 "[learner.loss]\nclip_rho_threshold = -1.0\n",
                 "learner.loss.clip_rho_threshold: ",

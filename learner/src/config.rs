@@ -118,6 +118,11 @@ impl LossConfig {
                 self.clip_pg_rho_threshold.is_none_or(positive),
                 "must be a number > 0",
             ),
+            (
+                "ppo_clip",
+                self.ppo_clip.is_none_or(|e| e.is_finite() && e > 0.0 && e < 1.0),
+                "must be a number in (0, 1)",
+            ),
         ] {
             if !ok {
                 return Err(format!("{key}: {reason}"));

@@ -328,7 +328,7 @@ fn part_loss(net: &PolicyNet, x: &StepTensors, t: usize, b: usize, config: &Lear
 const IMPALA_SCALARS: &[ScalarSpec] = &[
     ScalarSpec {
         name: "loss/policy",
-        help: "policy-gradient loss: sum over T and B of -w_b * A_pg * log pi(a), IS-weighted",
+        help: "policy-gradient loss: sum over T and B of -w_b * A_pg * log pi(a), IS-weighted (with ppo_clip: -w_b * min(q*A, clip(q)*A), q = pi/mu)",
     },
     ScalarSpec {
         name: "loss/baseline",

@@ -66,6 +66,13 @@ pub struct LossConfig {
     /// Pendulum's rewards of up to -16 per step).
     #[serde(default = "default_reward_scale")]
     pub reward_scale: f32,
+    /// ε of PPO's clipped surrogate in place of IMPALA's policy gradient
+    /// (APPO, as Sample Factory and RLlib run it); `None` (the default) is
+    /// IMPALA's loss. The ratio is π/μ against the behaviour policy that
+    /// made the unroll, so an update stops pushing a step's action once π
+    /// has moved more than ε from μ there.
+    #[serde(default)]
+    pub ppo_clip: Option<f32>,
 }
 
 fn default_reward_scale() -> f32 {
@@ -99,6 +106,7 @@ impl Default for LossConfig {
             lambda: default_lambda(),
             reward_clipping: RewardClipping::None,
             reward_scale: default_reward_scale(),
+            ppo_clip: None,
         }
     }
 }
@@ -265,6 +273,20 @@ pub fn bootstrap_truncated(
     Ok((rewards, discounts))
 }
 
+/// A_t = r_t + γ_t v_{s,t+1} − V(x_t), with v_{s,T} = V(x_T); detached
+/// (`[T, B]`).
+fn vtrace_advantages(
+    vs: &Tensor,
+    rewards: &Tensor,
+    discounts: &Tensor,
+    values: &Tensor,
+    bootstrap_value: &Tensor,
+) -> candle_core::Result<Tensor> {
+    let t_len = vs.dim(0)?;
+    let vs_t_plus_1 = Tensor::cat(&[vs.narrow(0, 1, t_len - 1)?, bootstrap_value.unsqueeze(0)?], 0)?;
+    Ok(((rewards + (discounts * vs_t_plus_1)?)? - values.detach())?.detach())
+}
+
 fn scalar(t: &Tensor) -> candle_core::Result<f32> {
     t.to_dtype(DType::F32)?.to_scalar::<f32>()
 }
@@ -311,10 +333,24 @@ pub fn impala_loss(inputs: LossInputs<'_>, config: &LossConfig) -> Result<LossOu
             None => Ok(x),
         }
     };
-    // Policy gradient: −Σ w_b A_t^{pg} log π(a_t | x_t), advantages detached.
-    let policy_loss = weigh((&vt.pg_advantages * &target_action_log_probs)?)?
-        .sum_all()?
-        .neg()?;
+    let policy_loss = match config.ppo_clip {
+        // Policy gradient: −Σ w_b A_t^{pg} log π(a_t | x_t), advantages detached.
+        None => weigh((&vt.pg_advantages * &target_action_log_probs)?)?
+            .sum_all()?
+            .neg()?,
+        // PPO's clipped surrogate (Schulman et al. 2017, eq. 7) on V-trace's
+        // advantage: −Σ w_b min(q_t A_t, clip(q_t, 1 − ε, 1 + ε) A_t), with the
+        // ratio q_t = π(a_t|x_t)/μ(a_t|x_t) and A_t = r_t + γ_t v_{s,t+1} − V(x_t)
+        // (no ρ̄ factor: the ratio is in the surrogate itself).
+        Some(epsilon) => {
+            let advantages = vtrace_advantages(&vt.vs, &rewards, &discounts, &values, &bootstrap_value)?;
+            let ratio = (&target_action_log_probs - behaviour_action_log_probs.detach())?.exp()?;
+            let eps = f64::from(epsilon);
+            let unclipped = (&ratio * &advantages)?;
+            let clipped = (ratio.clamp(1.0 - eps, 1.0 + eps)? * &advantages)?;
+            weigh(unclipped.minimum(&clipped)?)?.sum_all()?.neg()?
+        }
+    };
     // Baseline: ½ Σ w_b (v_s − V(x_t))².
     let advantages = (&vt.vs - &values)?;
     let baseline_loss = (weigh(advantages.sqr()?)?.sum_all()? * 0.5)?;
@@ -500,5 +536,91 @@ mod tests {
             }
             assert!(gp.iter().flatten().any(|g| g.abs() > 1e-3), "input {k} has a gradient");
         }
+    }
+
+    #[test]
+    fn ppo_clip_stops_the_gradient_where_the_ratio_left_its_range() {
+        use candle_core::Var;
+        // T = 2, B = 2, λ = 1, ε = 0.2. Ratios q = exp(log π − log μ):
+        //   [0, 0] 1.1 (inside),  [0, 1] 1.5 (above),
+        //   [1, 0] 0.5 (below),   [1, 1] 1.0 (inside).
+        let ratios = [[1.1f64, 1.5], [0.5, 1.0]];
+        let behaviour = t2(&[&[-0.7, -1.0], &[-0.4, -0.9]]);
+        let logp_rows: Vec<Vec<f32>> = (0..2)
+            .map(|t| {
+                let mu = behaviour.get(t).unwrap().to_vec1::<f32>().unwrap();
+                (0..2).map(|b| mu[b] + ratios[t][b].ln() as f32).collect()
+            })
+            .collect();
+        let logp = Var::from_tensor(&t2(&[&logp_rows[0], &logp_rows[1]])).unwrap();
+        let values = t2(&[&[1.0, -0.5], &[2.0, 0.3]]);
+        let boot = Tensor::new(&[3.0f32, 1.0], &Device::Cpu).unwrap();
+        let rewards = t2(&[&[1.0, 2.0], &[-4.0, 0.0]]);
+        let discounts = t2(&[&[0.9, 0.9], &[0.9, 0.0]]);
+        let cfg = LossConfig {
+            ppo_clip: Some(0.2),
+            entropy_cost: 0.0,
+            baseline_cost: 0.0,
+            ..Default::default()
+        };
+        let out = impala_loss(
+            LossInputs {
+                target_action_log_probs: logp.as_tensor().clone(),
+                behaviour_action_log_probs: &behaviour,
+                entropy: t2(&[&[0.0, 0.0], &[0.0, 0.0]]),
+                values: values.clone(),
+                bootstrap_value: boot,
+                rewards,
+                discounts,
+                importance_weights: Some(&Tensor::new(&[1.0f32, 0.5], &Device::Cpu).unwrap()),
+            },
+            &cfg,
+        )
+        .unwrap();
+        // V-trace with ρ̄ = c̄ = 1: c_t = min(1, r), ρ_t = min(1, r).
+        //   b = 0: δ_1 = 0.5·(−4 + 0.9·3 − 2) = −1.65, v_1 = 0.35;
+        //          δ_0 = 1·(1 + 0.9·2 − 1) = 1.8, v_0 = 1 + 1.8 + 0.9·1·(0.35 − 2) = 1.315.
+        //   b = 1: δ_1 = 1·(0 + 0 − 0.3) = −0.3, v_1 = 0;
+        //          δ_0 = 1·(2 + 0.9·0.3 + 0.5) = 2.77, v_0 = −0.5 + 2.77 + 0.9·1·(0 − 0.3) = 2.0.
+        // A_t = r_t + γ_t v_{t+1} − V(x_t):
+        let adv = [
+            [1.0 + 0.9 * 0.35 - 1.0, 2.0 + 0.9 * 0.0 + 0.5],
+            [-4.0 + 0.9 * 3.0 - 2.0, 0.0 - 0.3],
+        ];
+        let w = [1.0, 0.5];
+        let mut policy = 0.0;
+        let mut grad = [[0.0f64; 2]; 2];
+        for t in 0..2 {
+            for b in 0..2 {
+                let (q, a) = (ratios[t][b], adv[t][b]);
+                let (unclipped, clipped) = (q * a, q.clamp(0.8, 1.2) * a);
+                policy -= w[b] * unclipped.min(clipped);
+                // d/d log π of −w·q·A is −w·q·A where the unclipped term is the minimum, else 0.
+                if unclipped <= clipped {
+                    grad[t][b] = -w[b] * q * a;
+                }
+            }
+        }
+        // [0, 1] (A > 0, q above 1 + ε) and [1, 0] (A < 0, q below 1 − ε) are clipped.
+        assert_eq!(grad[0][1], 0.0);
+        assert_eq!(grad[1][0], 0.0);
+        assert!(
+            (f64::from(out.figures.policy_loss) - policy).abs() < 1e-4,
+            "{} vs {policy}",
+            out.figures.policy_loss
+        );
+        let g = out.total.backward().unwrap();
+        let got = g.get(&logp).unwrap().to_vec2::<f32>().unwrap();
+        for t in 0..2 {
+            for b in 0..2 {
+                assert!(
+                    (f64::from(got[t][b]) - grad[t][b]).abs() < 1e-4,
+                    "[{t}, {b}]: {} vs {}",
+                    got[t][b],
+                    grad[t][b]
+                );
+            }
+        }
+        assert!(grad[0][0].abs() > 0.1 && grad[1][1].abs() > 0.1);
     }
 }
